@@ -1,0 +1,58 @@
+"""AQS, the Aggregate Quality Score: one number per window in 0..1, and its quality bands.
+
+    AQS = quality * prod_k (1 - w_k * p_k * s_k)
+
+``quality`` is the model's VMAF-like estimate (0..1), ``p_k`` the probability that artifact k is
+present, ``s_k`` its intensity (0..1) and ``w_k`` a per-artifact weight in 0..1 (how much a fully
+present, full-strength artifact takes away). Every factor is in [0, 1] and shrinks as p_k or s_k
+grow, so more artifact evidence never raises the score, and the whole range 0..1 is reachable.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from engines.contract import ARTIFACTS
+
+ARTIFACT_WEIGHTS: dict[str, float] = {
+    "blocking": 0.6,
+    "ringing": 0.35,
+    "ghosting": 0.5,
+    "judder": 0.4,
+    "gaussian_noise": 0.5,
+    "impulse_noise": 0.6,
+    "motion_blur": 0.45,
+    "defocus_blur": 0.55,
+    "color_banding": 0.4,
+    "saturation": 0.35,
+}
+_WEIGHTS = np.array([ARTIFACT_WEIGHTS[name] for name in ARTIFACTS], dtype=np.float32)
+
+# (lower bound, name), best first; a score belongs to the first band whose bound it reaches.
+QUALITY_BANDS: tuple[tuple[float, str], ...] = (
+    (0.85, "excellent"),
+    (0.70, "good"),
+    (0.50, "fair"),
+    (0.30, "poor"),
+    (0.0, "very_poor"),
+)
+
+
+def aqs(quality: np.ndarray, probabilities: np.ndarray, intensities: np.ndarray) -> np.ndarray:
+    """AQS for a batch: ``quality`` [N], ``probabilities`` and ``intensities`` [N, 10] -> [N]."""
+    quality = np.clip(np.asarray(quality, dtype=np.float32), 0.0, 1.0)
+    evidence = np.clip(probabilities, 0.0, 1.0) * np.clip(intensities, 0.0, 1.0)
+    penalty = np.prod(1.0 - _WEIGHTS * evidence, axis=-1)
+    return (quality * penalty).astype(np.float32)
+
+
+def quality_level(score: float) -> str:
+    """Band name of one AQS value."""
+    for bound, name in QUALITY_BANDS:
+        if score >= bound:
+            return name
+    return QUALITY_BANDS[-1][1]
+
+
+def dominant_artifact(probabilities: np.ndarray, intensities: np.ndarray) -> str:
+    """Name of the artifact that takes the most away from one window's score."""
+    return ARTIFACTS[int(np.argmax(_WEIGHTS * np.asarray(probabilities) * np.asarray(intensities)))]
