@@ -1,0 +1,110 @@
+"""The AQS network: a heavy per-frame backbone on a few key frames plus a light temporal branch
+over all 7 frames, with three heads (quality, artifact logits, artifact intensities).
+
+Why not the backbone on every frame: on 2 CPU cores the full EfficientNet-B0 on all 7 frames of
+every window cannot keep up with 8 live 720p streams (issue 4). The backbone sees the key frames
+(default: the middle one) - enough for spatial artifacts (blocking, ringing, noise, blur, banding,
+saturation) - and the temporal branch sees the luma of all 7 fragment mosaics and their frame
+differences, which is where judder (uneven steps, some ~0) and ghosting (faint copies of the
+previous frame) show; both are invisible in a single frame.
+
+Input: ``uint8`` ``[N, 7, 3, 224, 224]`` RGB (see :mod:`engines.contract`); ``/255`` and ImageNet
+mean/std happen inside the model. Outputs: ``quality`` ``[N]`` (sigmoid), ``artifact_logits``
+``[N, 10]``, ``intensity`` ``[N, 10]`` (sigmoid).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from engines.contract import (
+    FRAGMENT_GRID,
+    FRAGMENT_SIZE,
+    NORMALIZE_MEAN,
+    NORMALIZE_STD,
+    NUM_ARTIFACTS,
+    WINDOW_FRAMES,
+)
+
+DEFAULT_KEY_FRAMES: tuple[int, ...] = (WINDOW_FRAMES // 2,)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+TEMPORAL_CHANNELS = (16, 32, 64, 64)
+# 6 globally normalised step energies, 6 per-fragment normalised (averaged over fragments),
+# their spread over fragments (6), and the log of the mean energy (1).
+ENERGY_FEATURES = 3 * (WINDOW_FRAMES - 1) + 1
+_EPS = 1e-3
+
+
+class TemporalBranch(nn.Module):
+    """Luma of the 7 mosaics and their 6 signed and absolute differences -> strided convs -> pooled,
+    plus explicit per-step motion energy so uneven steps (judder) are easy to read."""
+
+    def __init__(self, channels: Sequence[int] = TEMPORAL_CHANNELS) -> None:
+        super().__init__()
+        steps = WINDOW_FRAMES - 1
+        cin = WINDOW_FRAMES + 2 * steps
+        layers: list[nn.Module] = []
+        for cout in channels:
+            layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.Hardswish(inplace=True)]
+            cin = cout
+        self.convs = nn.Sequential(*layers)
+        self.register_buffer("luma_weights", torch.tensor(LUMA_WEIGHTS), persistent=False)
+        self.out_features = cin + ENERGY_FEATURES
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: float ``[N, 7, 3, H, W]`` in 0..1 -> ``[N, out_features]``."""
+        luma = (x * self.luma_weights.view(1, 1, 3, 1, 1)).sum(2)  # [N, 7, H, W]
+        diff = luma[:, 1:] - luma[:, :-1]  # [N, 6, H, W]
+        absdiff = diff.abs()
+        stack = torch.cat([luma - 0.5, 4.0 * diff, 4.0 * absdiff], 1)
+        pooled = self.convs(stack).mean((2, 3))
+        return torch.cat([pooled, motion_energy(absdiff)], 1)
+
+
+def motion_energy(absdiff: torch.Tensor) -> torch.Tensor:
+    """Per-step energy of ``|Y[t+1] - Y[t]|`` ``[N, 6, 224, 224]`` -> ``[N, ENERGY_FEATURES]``."""
+    n, steps = absdiff.shape[0], absdiff.shape[1]
+    per_fragment = absdiff.reshape(n, steps, FRAGMENT_GRID, FRAGMENT_SIZE, FRAGMENT_GRID, FRAGMENT_SIZE).mean((3, 5))
+    per_fragment = per_fragment.reshape(n, steps, FRAGMENT_GRID * FRAGMENT_GRID)  # [N, 6, 49]
+    total = per_fragment.mean(2)  # [N, 6]
+    level = total.mean(1, keepdim=True)
+    normalised = total / (level + _EPS)
+    local = per_fragment / (per_fragment.mean(1, keepdim=True) + _EPS)  # each fragment over its own steps
+    return torch.cat([normalised, local.mean(2), local.std(2), torch.log(level + _EPS)], 1)
+
+
+class AQSNet(nn.Module):
+    """Backbone on key frames + temporal branch + heads; the model contract's inputs and outputs."""
+
+    def __init__(self, backbone: nn.Module, key_frames: Sequence[int] = DEFAULT_KEY_FRAMES,
+                 hidden: int = 256, dropout: float = 0.2) -> None:
+        super().__init__()
+        key_frames = tuple(int(k) for k in key_frames)
+        if not key_frames or any(not 0 <= k < WINDOW_FRAMES for k in key_frames) or len(set(key_frames)) != len(key_frames):
+            raise ValueError(f"key_frames must be distinct indices in 0..{WINDOW_FRAMES - 1}, got {key_frames}")
+        self.key_frames = key_frames
+        self.backbone = backbone
+        self.temporal = TemporalBranch()
+        self.register_buffer("mean", torch.tensor(NORMALIZE_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(NORMALIZE_STD).view(1, 3, 1, 1), persistent=False)
+        features = backbone.out_features + self.temporal.out_features
+        self.trunk = nn.Sequential(nn.Linear(features, hidden), nn.Hardswish(inplace=True), nn.Dropout(dropout))
+        self.quality_head = nn.Linear(hidden, 1)
+        self.artifact_head = nn.Linear(hidden, NUM_ARTIFACTS)
+        self.intensity_head = nn.Linear(hidden, NUM_ARTIFACTS)
+
+    def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = windows.float() * (1.0 / 255.0)  # [N, 7, 3, H, W]
+        n = x.shape[0]
+        if len(self.key_frames) == 1:
+            keys = x[:, self.key_frames[0]]
+        else:
+            keys = x[:, list(self.key_frames)].flatten(0, 1)
+        spatial = self.backbone((keys - self.mean) / self.std)
+        if len(self.key_frames) > 1:
+            spatial = spatial.reshape(n, len(self.key_frames), -1).mean(1)
+        h = self.trunk(torch.cat([spatial, self.temporal(x)], 1))
+        quality = torch.sigmoid(self.quality_head(h)).squeeze(1)
+        return quality, self.artifact_head(h), torch.sigmoid(self.intensity_head(h))
