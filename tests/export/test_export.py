@@ -9,23 +9,8 @@ import numpy as np
 import pytest
 
 from engines.contract import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAMES
-from engines.sampler import grid_offsets, planes_from_rgb, sample_frame
 
 MODELS = Path(__file__).resolve().parents[2] / "engines" / "models"
-
-
-def real_windows(n: int = 3) -> np.ndarray:
-    """Windows made the way the daemon makes them: a sub-pixel-free pan over a real photograph
-    (scikit-image's astronaut), converted by swscale and cut by the fragment sampler."""
-    skimage_data = pytest.importorskip("skimage.data")
-    image = np.ascontiguousarray(np.tile(skimage_data.astronaut(), (1, 2, 1)))  # 512 x 1024
-    out = np.empty((n, *INPUT_SHAPE), dtype=np.uint8)
-    for w in range(n):
-        frames = [planes_from_rgb(np.ascontiguousarray(image[:, 6 * (w * 7 + t) : 6 * (w * 7 + t) + 640])) for t in range(7)]
-        offsets = grid_offsets(frames[0].height, frames[0].width, np.random.default_rng(w))
-        for t, planes in enumerate(frames):
-            sample_frame(planes, offsets, out=out[w, t])
-    return out
 
 
 def test_manifest_lists_every_shipped_file_with_its_sha256():
@@ -44,7 +29,7 @@ def test_manifest_lists_every_shipped_file_with_its_sha256():
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in MODELS.glob("*.onnx")))
-def test_shipped_onnx_follows_the_contract(name):
+def test_shipped_onnx_follows_the_contract(name, sampled_windows):
     ort = pytest.importorskip("onnxruntime")
     session = ort.InferenceSession(str(MODELS / name), providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
@@ -52,17 +37,17 @@ def test_shipped_onnx_follows_the_contract(name):
     assert isinstance(inp.shape[0], str)  # dynamic batch
     assert [o.name for o in session.get_outputs()] == list(OUTPUT_NAMES)
     for batch in (1, 3):
-        q, logits, intensity = session.run(None, {INPUT_NAME: real_windows(batch)})
+        q, logits, intensity = session.run(None, {INPUT_NAME: sampled_windows(batch)})
         assert q.shape == (batch,) and logits.shape == (batch, 10) and intensity.shape == (batch, 10)
         assert np.all((q >= 0) & (q <= 1)) and np.all((intensity >= 0) & (intensity <= 1))
 
 
-def test_export_matches_torch_on_real_windows(tmp_path):
+def test_export_matches_torch_on_real_windows(tmp_path, sampled_windows):
     pytest.importorskip("torch")
     pytest.importorskip("onnxscript")
     from export.export_onnx import PARITY_ATOL, export, parity, seeded_model
 
     model = seeded_model("aqs_mnv3_small", seed=1)
     path = export(model, tmp_path / "m.onnx")
-    diffs = parity(model, path, real_windows(3))  # exported with batch 2, run with 3: dynamic batch
+    diffs = parity(model, path, sampled_windows(3))  # exported with batch 2, run with 3: dynamic batch
     assert max(diffs.values()) < PARITY_ATOL, diffs

@@ -1,0 +1,234 @@
+"""Train an AQS model on the window shards (seeded, resumable, per-epoch metrics).
+
+    nice -n 5 python -m export.train --model aqs_effnet_b0 --epochs 10 --batch-size 24
+    nice -n 5 python -m export.train --model aqs_effnet_b0 --epochs 10 --resume     # go on after a stop
+
+Reads ``data/dataset/train/shard_*.npz`` (re-listed every epoch, so shards that appear while
+training runs are picked up) and evaluates on ``data/dataset/heldout/shard_*.npz`` after each
+epoch. Writes ``runs/<model>/last.pt`` (model + optimiser, each epoch), ``runs/<model>/weights.pt``
+(model weights only, loadable with ``torch.load(weights_only=True)``) and appends one JSON object
+per epoch to ``runs/<model>/log.jsonl`` (train loss, held-out SROCC/PLCC of quality against VMAF,
+mean per-artifact ROC-AUC).
+
+Losses: L1 on quality (VMAF / 100), BCE-with-logits on artifact presence, BCE on intensity masked
+to the artifacts present. Only label-preserving augmentation: horizontal flip of the whole window
+(no resizing, blur or colour changes - they would change the labels).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from engines.architectures import DEFAULT_KEY_FRAMES, MODEL_NAMES, build_model
+from export.metrics import artifact_aucs, mean_defined, plcc, srocc
+
+REPO = Path(__file__).resolve().parent.parent
+LABELS = ("windows", "quality", "presence", "intensity")
+
+
+@dataclass
+class Split:
+    """Windows and labels of one split, in memory (uint8 windows; ~1 MB per window)."""
+
+    windows: np.ndarray  # [M, 7, 3, 224, 224] uint8
+    quality: np.ndarray  # [M] float32, VMAF / 100
+    presence: np.ndarray  # [M, 10] float32 0/1
+    intensity: np.ndarray  # [M, 10] float32 0..1
+
+    def __len__(self) -> int:
+        return len(self.quality)
+
+
+class ShardCache:
+    """Loads ``shard_*.npz`` of one split directory once each, and re-lists the directory on demand."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.loaded: dict[str, dict[str, np.ndarray]] = {}
+
+    def refresh(self) -> Split | None:
+        for path in sorted(self.directory.glob("shard_*.npz")):
+            if path.name not in self.loaded:
+                try:
+                    with np.load(path, allow_pickle=False) as z:
+                        self.loaded[path.name] = {key: z[key] for key in LABELS}
+                except Exception as exc:  # a shard still being written: take it next epoch
+                    print(f"skipping {path.name} for now: {exc}", file=sys.stderr)
+        if not self.loaded:
+            return None
+        parts = [self.loaded[name] for name in sorted(self.loaded)]
+        return Split(
+            windows=np.concatenate([p["windows"] for p in parts]),
+            quality=np.clip(np.concatenate([p["quality"] for p in parts]).astype(np.float32), 0.0, 1.0),
+            presence=np.concatenate([p["presence"] for p in parts]).astype(np.float32),
+            intensity=np.clip(np.concatenate([p["intensity"] for p in parts]).astype(np.float32), 0.0, 1.0),
+        )
+
+
+def losses(outputs, quality, presence, intensity) -> dict[str, torch.Tensor]:
+    q, logits, s = outputs
+    parts = {
+        "quality": F.l1_loss(q, quality),
+        "presence": F.binary_cross_entropy_with_logits(logits, presence),
+    }
+    mask = presence > 0.5
+    if bool(mask.any()):
+        parts["intensity"] = F.binary_cross_entropy(s[mask].clamp(1e-6, 1 - 1e-6), intensity[mask])
+    else:
+        parts["intensity"] = s.sum() * 0.0
+    parts["total"] = 2.0 * parts["quality"] + parts["presence"] + 0.5 * parts["intensity"]
+    return parts
+
+
+def batch_tensors(split: Split, index: np.ndarray, flip: np.ndarray, device: torch.device):
+    """Windows (horizontally flipped where ``flip``) and labels of ``index``, on ``device``."""
+    windows = torch.from_numpy(split.windows[index])
+    if flip.any():
+        windows[flip] = windows[flip].flip(-1)
+    labels = [torch.from_numpy(getattr(split, key)[index]).to(device) for key in LABELS[1:]]
+    return windows.to(device, non_blocking=True), labels
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, split: Split, device: torch.device, batch_size: int = 32):
+    model.eval()
+    outs = [[], [], []]
+    for start in range(0, len(split), batch_size):
+        x = torch.from_numpy(split.windows[start : start + batch_size]).to(device)
+        for acc, t in zip(outs, model(x)):
+            acc.append(t.float().cpu().numpy())
+    return [np.concatenate(o) for o in outs]
+
+
+def heldout_metrics(model, split: Split, device) -> dict:
+    quality, logits, _ = predict(model, split, device)
+    aucs = artifact_aucs(logits, split.presence)
+    return {
+        "heldout_windows": len(split),
+        "heldout_srocc": srocc(quality, split.quality),
+        "heldout_plcc": plcc(quality, split.quality),
+        "heldout_mean_auc": mean_defined(aucs.values()),
+        "heldout_auc": aucs,
+    }
+
+
+def lr_at(progress: float, peak: float, warmup: float) -> float:
+    """Linear warm-up over the first ``warmup`` epochs-fraction, then cosine to 2% of peak."""
+    if progress < warmup:
+        return peak * max(progress / warmup, 0.02)
+    t = min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))
+    return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=MODEL_NAMES, required=True)
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=24)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--warmup", type=float, default=0.05, help="warm-up as a fraction of all epochs")
+    parser.add_argument("--key-frames", type=lambda s: tuple(int(k) for k in s.split(",")), default=DEFAULT_KEY_FRAMES)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many steps (tests)")
+    parser.add_argument("--wait-for-data", type=float, default=0.0, help="seconds to wait for the first shard")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out = args.runs / args.model
+    out.mkdir(parents=True, exist_ok=True)
+    train_cache, heldout_cache = ShardCache(args.data / "train"), ShardCache(args.data / "heldout")
+
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, key_frames=args.key_frames).to(device).to(memory_format=torch.channels_last)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
+    )
+    start_epoch, elapsed = 0, 0.0
+    if args.resume and (out / "last.pt").exists():
+        state = torch.load(out / "last.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, elapsed = int(state["epoch"]) + 1, float(state["elapsed_s"])
+        print(f"resuming {args.model} after epoch {start_epoch} ({elapsed / 60:.1f} min so far)", file=sys.stderr)
+    elif (out / "log.jsonl").exists():
+        (out / "log.jsonl").unlink()
+
+    deadline = time.monotonic() + args.wait_for_data
+    while (train := train_cache.refresh()) is None:
+        if time.monotonic() > deadline:
+            print(f"no training shards under {args.data / 'train'}", file=sys.stderr)
+            return 1
+        time.sleep(20)
+
+    for epoch in range(start_epoch, args.epochs):
+        started = time.monotonic()
+        train = train_cache.refresh()
+        rng = np.random.default_rng([args.seed, epoch])
+        torch.manual_seed(args.seed * 1000 + epoch)
+        order = rng.permutation(len(train))
+        steps = len(order) // args.batch_size
+        if args.max_steps:
+            steps = min(steps, args.max_steps)
+        model.train()
+        totals: dict[str, float] = {}
+        bar = tqdm(range(steps), desc=f"{args.model} epoch {epoch + 1}/{args.epochs}", unit="batch",
+                   mininterval=5.0 if sys.stderr.isatty() else 60.0, dynamic_ncols=True)
+        for step in bar:
+            lr = lr_at((epoch + step / max(steps, 1)) / args.epochs, args.lr, args.warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            index = order[step * args.batch_size : (step + 1) * args.batch_size]
+            windows, (quality, presence, intensity) = batch_tensors(train, index, rng.random(len(index)) < 0.5, device)
+            parts = losses(model(windows), quality, presence, intensity)
+            optimizer.zero_grad(set_to_none=True)
+            parts["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + float(value.detach())
+            bar.set_postfix(loss=f"{totals['total'] / (step + 1):.4f}", lr=f"{lr:.2e}")
+        bar.close()
+        record = {
+            "epoch": epoch + 1,
+            "train_windows": len(train),
+            "steps": steps,
+            **{f"train_loss_{k}": v / max(steps, 1) for k, v in totals.items()},
+        }
+        heldout = heldout_cache.refresh()
+        if heldout is not None:
+            record.update(heldout_metrics(model, heldout, device))
+        elapsed += time.monotonic() - started
+        record["elapsed_s"] = round(elapsed, 1)
+        record["device"] = str(device)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                    "elapsed_s": elapsed}, out / "last.pt.tmp")
+        os.replace(out / "last.pt.tmp", out / "last.pt")
+        torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, out / "weights.pt")
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if k != "heldout_auc"}
+        print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
