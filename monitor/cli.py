@@ -1,0 +1,96 @@
+"""``vqa-monitor``: the daemon (default), ``--check``, and subcommands.
+
+    vqa-monitor --config config.yaml              run the daemon in the foreground
+    vqa-monitor --check --config config.yaml      validate; exit 0, or 2 listing every problem
+    vqa-monitor score FILE ...                    (monitor/score.py, when present)
+    vqa-monitor bench ...                         (monitor/bench.py, when present)
+
+Subcommands are modules listed in :data:`SUBCOMMAND_MODULES`, each with a function
+``register(subparsers)`` that adds its parser and sets ``handler=`` (a function ``args -> int`` exit
+code) with ``parser.set_defaults(handler=...)``. A listed module that does not exist yet is skipped.
+
+Exit codes: 0 fine, 1 runtime failure (no engine, port in use), 2 bad usage or bad config.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from monitor.logs import LOG_FORMATS, LOG_LEVELS
+
+SUBCOMMAND_MODULES: tuple[str, ...] = ("monitor.score", "monitor.bench")
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+
+        return dist_version("vqa-monitor")
+    except PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, ValueError):
+            return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vqa-monitor",
+        description="Real-time no-reference video quality monitor: scores live streams and publishes "
+        "Prometheus metrics on /metrics (plus /healthz and /readyz).",
+        epilog="Signals: SIGTERM/SIGINT stop within 5 s; SIGHUP reloads the config file.",
+    )
+    parser.add_argument("--config", "-c", metavar="FILE", default="config.yaml",
+                        help="configuration file (default: %(default)s)")
+    parser.add_argument("--check", action="store_true",
+                        help="validate the configuration and exit: 0 if valid, 2 listing every problem")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                        help="stderr log lines as text or JSON Lines (default: %(default)s)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMAND_MODULES:
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def run_check(config_path: str) -> int:
+    from monitor.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        return EXIT_USAGE
+    names = ", ".join(s.name for s in config.streams) or "none"
+    print(f"{config_path}: OK ({len(config.streams)} stream(s): {names}; metrics on {config.metrics.listen})")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if args.command and handler is not None:
+        return int(handler(args) or 0)
+    if args.check:
+        return run_check(args.config)
+    from monitor.daemon import run_daemon
+
+    return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,441 @@
+"""The configuration file: typed models, ``${ENV}`` expansion, and errors that name the key.
+
+Layout (see the shipped ``config.yaml`` for every key with its default)::
+
+    metrics: {listen: "127.0.0.1:9108"}
+    engine:  {prefer: [...], max_batch: 16, max_wait_ms: 100, threads: null, model_dir: null}
+    defaults: {stride: 7, loop: true, open_timeout_s: 10, read_timeout_s: 5, ...}   # per-stream options
+    streams:
+      - {name: cam1, url: "rtsp://user:${CAM1_PASSWORD}@10.0.0.5/live", read_timeout_s: 3}
+
+Every per-stream option lives in :class:`StreamOptions`; a value under ``defaults:`` applies to all
+streams and any stream may override it. Adding an option is one field in :class:`StreamOptions`;
+adding a section is one field in :class:`Config` (``extra="forbid"`` everywhere, so unknown keys are
+errors).
+
+:func:`load_config` returns a validated :class:`Config` or raises :class:`ConfigError` carrying
+*every* problem found, each as ``key.path: value: why`` with credentials masked.
+"""
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from monitor.redact import redact_text, redact_url
+
+STREAM_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+_NAME_RE = re.compile(STREAM_NAME_PATTERN)
+DEFAULT_LISTEN = "127.0.0.1:9108"
+
+# URL forms a stream may use (besides plain file paths).
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "srt", "tcp")
+SPECIAL_SCHEMES = ("file", "lavfi", "demo")
+DEMO_CLIP = Path(__file__).resolve().parent / "demo" / "demo.mp4"
+
+
+class ConfigError(Exception):
+    """An unusable configuration; ``problems`` lists every one as ``key.path: value: why``."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+# ------------------------------------------------------------------------------------------------
+# Sources
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    """How to open a stream URL with PyAV.
+
+    kind: ``rtsp`` | ``network`` (http/https/rtmp/udp/srt/tcp) | ``file`` | ``lavfi``.
+    target: what is passed to ``av.open`` (a URL, an absolute path, or a lavfi graph).
+    live: True when the source runs in real time by itself (network); files and lavfi graphs are
+    paced to their frame rate by the reader so they behave like live sources.
+    """
+
+    kind: str
+    target: str
+    scheme: str
+
+    @property
+    def live(self) -> bool:
+        return self.kind in ("rtsp", "network")
+
+
+def parse_source(url: str, base_dir: Path | None = None) -> Source:
+    """Classify a stream URL; ``ValueError`` with a user-facing reason when it cannot be used.
+
+    ``demo:`` is the clip shipped with the package (``monitor/demo/demo.mp4``); ``lavfi:GRAPH`` an
+    FFmpeg filter graph source (e.g. ``lavfi:testsrc2=size=1280x720:rate=25``); a path without a
+    scheme (or ``file:PATH``) is a file, relative to the config file's folder.
+    """
+    url = url.strip()
+    if not url:
+        raise ValueError("empty URL")
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url)
+    scheme = match.group(1).lower() if match else ""
+    if len(scheme) == 1:  # a Windows drive letter is not a scheme
+        scheme = ""
+    if scheme in ("rtsp", "rtsps"):
+        _require_host(url)
+        return Source("rtsp", url, scheme)
+    if scheme in NETWORK_SCHEMES:
+        _require_host(url)
+        return Source("network", url, scheme)
+    if scheme == "lavfi":
+        graph = url[len("lavfi:"):].strip()
+        if not graph:
+            raise ValueError("lavfi: needs a filter graph, e.g. lavfi:testsrc2=size=1280x720:rate=25")
+        return Source("lavfi", graph, scheme)
+    if scheme == "demo":
+        if url[len("demo:"):].strip():
+            raise ValueError("demo: takes nothing after the colon")
+        if not DEMO_CLIP.is_file():
+            raise ValueError(f"the demo clip {DEMO_CLIP} is missing from this installation")
+        return Source("file", str(DEMO_CLIP), scheme)
+    if scheme == "file":
+        path_text = re.sub(r"^file:(//)?", "", url)
+    elif scheme:
+        allowed = ", ".join(NETWORK_SCHEMES + SPECIAL_SCHEMES)
+        raise ValueError(f"bad URL scheme {scheme!r} (expected one of {allowed}, or a file path)")
+    else:
+        path_text = url
+    path = Path(os.path.expanduser(path_text))
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return Source("file", str(path.resolve()), "file")
+
+
+def _require_host(url: str) -> None:
+    rest = url.split(":", 1)[1]
+    if not rest.startswith("//") or not rest[2:].split("/", 1)[0].rpartition("@")[2]:
+        raise ValueError("URL has no host (expected scheme://host[:port]/...)")
+
+
+# ------------------------------------------------------------------------------------------------
+# Models
+# ------------------------------------------------------------------------------------------------
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StreamOptions(Strict):
+    """Per-stream options; the ``defaults:`` section sets them for all streams."""
+
+    stride: int = Field(7, ge=1, le=1000, description=(
+        "frames between the starts of consecutive 7-frame windows: 7 = back to back, 1..6 = overlapping "
+        "(more windows to score), >7 = skip frames between windows (less work per stream)"))
+    loop: bool = Field(True, description="files: start again at the end (the file then behaves like a live stream)")
+    realtime: bool | None = Field(None, description=(
+        "pace frames to their frame rate; null = yes for files and lavfi sources, no for network sources"))
+    open_timeout_s: float = Field(10.0, gt=0, le=600, description="seconds allowed to open the source")
+    read_timeout_s: float = Field(5.0, gt=0, le=600, description="seconds without data before the source counts as down")
+    reconnect_min_s: float = Field(0.5, gt=0, le=3600, description="first reconnect delay; doubles per failure")
+    reconnect_max_s: float = Field(10.0, gt=0, le=3600, description="cap of the reconnect delay (plus up to 20% jitter)")
+    ring_windows: int = Field(8, ge=1, le=1024, description=(
+        "complete windows held per stream while waiting to be scored; when full the oldest is dropped"))
+    ffmpeg_options: dict[str, str] = Field(default_factory=dict, description=(
+        "extra FFmpeg/PyAV open options, e.g. {rtsp_transport: udp}; they override the built-in ones"))
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> "StreamOptions":
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(
+                f"reconnect_min_s ({self.reconnect_min_s}) must not exceed reconnect_max_s ({self.reconnect_max_s})")
+        return self
+
+    @field_validator("ffmpeg_options", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+        return value
+
+
+class StreamConfig(StreamOptions):
+    """One stream: a unique ``name`` (the ``stream`` label) and a ``url``, plus any per-stream option."""
+
+    name: str = Field(description="unique; [a-z0-9][a-z0-9_-]*; becomes the `stream` label")
+    url: str = Field(description="rtsp(s)://, http(s)://, rtmp(s)://, udp://, srt://, tcp://, a file path, lavfi:GRAPH or demo:")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"must match {STREAM_NAME_PATTERN} (lower-case letters, digits, '_' and '-')")
+        if len(value) > 64:
+            raise ValueError("must be at most 64 characters")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        base_dir = (info.context or {}).get("base_dir")
+        source = parse_source(value, base_dir)
+        # Relative file paths become absolute (relative to the config file), so that the stream can
+        # be opened from any working directory and a reload compares like with like.
+        return source.target if source.kind == "file" and source.scheme == "file" else value
+
+    @property
+    def source(self) -> Source:
+        return parse_source(self.url)
+
+    @property
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+
+class MetricsConfig(Strict):
+    listen: str = Field(DEFAULT_LISTEN, description="HOST:PORT of /metrics, /healthz and /readyz ([::1]:PORT for IPv6)")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` / ``"[V6]:PORT"`` -> (host, port); ValueError with the reason."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\w+)|([^:\s]+):(\w+)", value.strip())
+    if not match:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9108 or [::1]:9108")
+    host = match.group(1) or match.group(3)
+    port_text = match.group(2) or match.group(4)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port must be a number from 1 to 65535, got {port_text!r}")
+    if match.group(1):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+        raise ValueError(f"{host!r} is not a host name or IPv4 address")
+    return host, int(port_text)
+
+
+class EngineConfig(Strict):
+    prefer: list[str] | None = Field(None, description=(
+        "engines to try in order, each 'backend[:model]' (tensorrt, onnxruntime, torch, classical; models "
+        "aqs_effnet_b0, aqs_mnv3_small); null = the built-in fastest-first chain"))
+    max_batch: int = Field(16, ge=1, le=256, description="most windows per inference call (across all streams)")
+    max_wait_ms: float = Field(100.0, ge=0, le=10000, description=(
+        "how long a partial batch waits for more windows before it is scored anyway"))
+    threads: int | None = Field(None, ge=1, le=1024, description="inference threads; null = the engine's choice (cores - 1)")
+    model_dir: str | None = Field(None, description="folder with model files; null = the ones shipped in engines/models")
+
+    @field_validator("prefer")
+    @classmethod
+    def _prefer(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        from engines.chain import parse_preference  # imports no inference library
+
+        parse_preference(value)
+        return value
+
+
+class Config(Strict):
+    """The whole file. New sections: add a field here (``quality: QualityConfig = QualityConfig()``)."""
+
+    streams: list[StreamConfig] = Field(default_factory=list)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    defaults: StreamOptions = Field(default_factory=StreamOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        """Merge ``defaults:`` into each stream so that every stream is a complete :class:`StreamConfig`.
+
+        Invalid defaults are reported once under ``defaults.*`` and not copied into the streams.
+        """
+        if not isinstance(data, dict):
+            return data
+        defaults = data.get("defaults") or {}
+        streams = data.get("streams")
+        if not isinstance(defaults, dict) or not isinstance(streams, list):
+            return data
+        try:
+            base = StreamOptions.model_validate(defaults, context=info.context).model_dump()
+        except ValidationError:
+            base = {}
+        merged = []
+        for stream in streams:
+            merged.append({**base, **stream} if isinstance(stream, dict) else stream)
+        return {**data, "streams": merged}
+
+    def stream(self, name: str) -> StreamConfig | None:
+        return next((s for s in self.streams if s.name == name), None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+# ------------------------------------------------------------------------------------------------
+_ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(data: Any, environ: dict[str, str] | os._Environ[str], path: str = "", problems: list[str] | None = None) -> Any:
+    """Replace ``${VAR}`` (and ``${VAR:-default}``) in every string; ``$$`` is a literal ``$``.
+
+    A variable that is not set (and has no default) is a problem reported at its key path.
+    """
+    problems = problems if problems is not None else []
+    if isinstance(data, dict):
+        return {k: expand_env(v, environ, _join(path, str(k)), problems) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_env(v, environ, f"{path}[{i}]", problems) for i, v in enumerate(data)]
+    if isinstance(data, str) and "$" in data:
+        def sub(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '<top>'}: ${{{name}}}: environment variable {name} is not set")
+            return match.group(0)
+
+        return _ENV_RE.sub(sub, data)
+    return data
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "union[")) or part in ("str", "int", "float", "bool", "list[str]", "none", "dict[str,str]"):
+            continue  # pydantic's internal union/validator branches
+        else:
+            out = _join(out, str(part))
+    return out or "<top>"
+
+
+def _show_value(path: str, value: Any) -> str:
+    if isinstance(value, dict):
+        text = "{...}"
+    elif isinstance(value, list):
+        text = repr(value) if len(repr(value)) <= 120 else "[...]"
+    else:
+        text = repr(value)
+    if path.endswith("url") and isinstance(value, str):
+        text = repr(redact_url(value))
+    return redact_text(text)
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    section = loc[0] if loc else None
+    models: dict[Any, type[BaseModel]] = {"metrics": MetricsConfig, "engine": EngineConfig, "defaults": StreamOptions, "streams": StreamConfig}
+    model = models.get(section, Config) if len(loc) > 1 else Config
+    return list(model.model_fields)
+
+
+def _pydantic_problems(error: ValidationError) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        path = _format_loc(loc)
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            close = difflib.get_close_matches(key, _known_keys(loc), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            line = f"{path}: unknown key{hint}"
+        elif kind == "missing":
+            line = f"{path}: missing: required key"
+        else:
+            message = item["msg"]
+            message = re.sub(r"^(Value error|Assertion failed), ", "", message)
+            line = f"{path}: {_show_value(path, item.get('input'))}: {message}"
+        if line not in seen:
+            seen.add(line)
+            problems.append(redact_text(line))
+    return problems
+
+
+def _duplicate_names(data: dict[str, Any]) -> list[str]:
+    streams = data.get("streams")
+    if not isinstance(streams, list):
+        return []
+    first: dict[str, int] = {}
+    problems = []
+    for index, stream in enumerate(streams):
+        name = stream.get("name") if isinstance(stream, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            problems.append(f"streams[{index}].name: {name!r}: duplicate stream name (also streams[{first[name]}])")
+        else:
+            first[name] = index
+    return problems
+
+
+def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None,
+                 environ: dict[str, str] | None = None) -> Config:
+    """Validate YAML ``text``; raises :class:`ConfigError` listing every problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        what = " ".join(filter(None, [exc.context, exc.problem]))
+        raise ConfigError(source, [f"<yaml>: YAML syntax error at {where}: {what}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"<yaml>: YAML error: {exc}"]) from None
+    if data is None:
+        raise ConfigError(source, ["<top>: the file is empty; expected at least a 'streams:' list"])
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"<top>: {type(data).__name__}: expected a mapping with a 'streams:' list"])
+    problems: list[str] = []
+    data = expand_env(data, os.environ if environ is None else environ, problems=problems)
+    problems += _duplicate_names(data)
+    try:
+        config = Config.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        problems += _pydantic_problems(exc)
+        config = None
+    if problems:
+        raise ConfigError(source, problems)
+    assert config is not None
+    return config
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    """Read and validate the config file at ``path`` (relative paths inside it are relative to its folder)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["<file>: not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), ["<file>: is a directory, not a config file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"<file>: cannot be read: {exc}"]) from None
+    return parse_config(text, source=str(path), base_dir=path.resolve().parent, environ=environ)
+
+
+def base_dir_of(path: str | Path) -> Path:
+    return Path(path).resolve().parent
