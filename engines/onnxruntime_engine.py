@@ -1,0 +1,201 @@
+"""ONNX Runtime backend: TensorRT execution provider > CUDA > CPU, whichever really runs.
+
+``onnxruntime`` is imported inside :func:`load`, so importing this module costs nothing. With the
+``onnxruntime-gpu`` build, ``get_available_providers()`` lists TensorRT and CUDA even on a machine
+without a GPU and a session then *silently* falls back to CPU; so the engine always reads
+``session.get_providers()`` after creating the session and reports (and tunes for) the provider that
+actually runs. On CPU the static int8 (QDQ) model is preferred when the manifest has one.
+
+Threads: ``intra_op_num_threads`` defaults to ``max(1, cores - 1)`` so stream decoding keeps a
+core; ``inter_op`` 1, sequential execution, all graph optimisations, no spin-waiting (a spinning
+pool steals the core the decoders need).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engines.base import EngineInfo, EngineUnavailable
+from engines.contract import INPUT_NAME, INPUT_SHAPE, NUM_ARTIFACTS, OUTPUT_NAMES, ModelOutputs
+from engines.modelfiles import ModelFile, find_model_files, read_verified, resolve_model_dir
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAME = "onnxruntime"
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+GPU_PROVIDERS = (TENSORRT_PROVIDER, CUDA_PROVIDER)
+CPU_PRECISIONS = ("int8", "fp32")
+GPU_PRECISIONS = ("fp32", "fp16")
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """Intra-op threads: all cores but one, so decoding keeps a core."""
+    return max(1, available_cores() - 1)
+
+
+class OnnxRuntimeEngine:
+    """A loaded ONNX Runtime session scoring uint8 windows as they are (normalisation is in the graph)."""
+
+    def __init__(self, session: object, model: ModelFile, provider: str) -> None:
+        self._session = session
+        self._model = model
+        self._provider = provider
+        self._info = EngineInfo(engine=ENGINE_NAME, model=model.name, provider=provider)
+        self._output_names = list(OUTPUT_NAMES)
+        # (file, reason) for model files of this backend that were passed over, e.g. a corrupt int8 file
+        self.fallbacks: list[tuple[str, str]] = []
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def model_file(self) -> ModelFile:
+        return self._model
+
+    def warm_up(self, batch_size: int = 1) -> None:
+        self.infer(np.zeros((batch_size, *INPUT_SHAPE), dtype=np.uint8))
+
+    def infer(self, windows: np.ndarray) -> ModelOutputs:
+        if windows.dtype != np.uint8 or windows.shape[1:] != INPUT_SHAPE:
+            raise ValueError(f"expected uint8 windows [N, {', '.join(map(str, INPUT_SHAPE))}], got {windows.dtype} {windows.shape}")
+        if not windows.flags.c_contiguous:  # ORT would copy anyway; say so by doing it once here
+            windows = np.ascontiguousarray(windows)
+        session = self._session
+        if session is None:
+            raise RuntimeError("engine is closed")
+        quality, logits, intensity = session.run(self._output_names, {INPUT_NAME: windows})
+        return ModelOutputs(
+            quality=np.asarray(quality, dtype=np.float32).reshape(-1),
+            artifact_logits=np.asarray(logits, dtype=np.float32),
+            intensity=np.asarray(intensity, dtype=np.float32),
+        ).validate(windows.shape[0])
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise EngineUnavailable(f"onnxruntime not installed ({exc})") from None
+    return onnxruntime
+
+
+def _session_options(ort, threads: int):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only; provider fall-back is detected and reported by us
+    return options
+
+
+def _provider_list(ort, wanted: tuple[str, ...]) -> list:
+    available = set(ort.get_available_providers())
+    providers: list = []
+    for name in wanted:
+        if name not in available:
+            continue
+        if name == TENSORRT_PROVIDER:
+            cache = str(_trt_ep_cache())
+            providers.append((name, {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": cache}))
+        else:
+            providers.append(name)
+    if CPU_PROVIDER not in [p if isinstance(p, str) else p[0] for p in providers]:
+        providers.append(CPU_PROVIDER)
+    return providers
+
+
+def _trt_ep_cache() -> Path:
+    from engines.modelfiles import cache_dir
+
+    path = cache_dir("ort-trt")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    return path
+
+
+def _check_contract(session: object, path: Path) -> None:
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(uint8)":
+        got = ", ".join(f"{i.name}:{i.type}" for i in inputs)
+        raise EngineUnavailable(f"{path}: model input is [{got}], expected one uint8 tensor named {INPUT_NAME!r}")
+    shape = list(inputs[0].shape)
+    if len(shape) != 5 or [d for d in shape[1:]] != list(INPUT_SHAPE):
+        raise EngineUnavailable(f"{path}: model input shape {shape}, expected [N, {', '.join(map(str, INPUT_SHAPE))}]")
+    names = [o.name for o in session.get_outputs()]
+    missing = [name for name in OUTPUT_NAMES if name not in names]
+    if missing:
+        raise EngineUnavailable(f"{path}: model outputs {names} lack {missing} (contract: {list(OUTPUT_NAMES)}, {NUM_ARTIFACTS} artifacts)")
+
+
+def _create_session(ort, entry: ModelFile, providers: list, threads: int):
+    data = read_verified(entry)  # sha256 checked before ONNX Runtime parses a byte
+    try:
+        session = ort.InferenceSession(data, sess_options=_session_options(ort, threads), providers=providers)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types (InvalidProtobuf, Fail...)
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "external" in message.lower():
+            message += " (ship the model as one self-contained .onnx file: onnx.save(..., save_as_external_data=False))"
+        raise EngineUnavailable(f"{entry.path}: ONNX Runtime cannot load it: {message}") from None
+    _check_contract(session, entry.path)
+    return session
+
+
+def load(model: str, model_dir: Path | None = None, threads: int | None = None) -> OnnxRuntimeEngine:
+    """Load ``model`` (an architecture name such as ``aqs_effnet_b0``) on the best provider that works."""
+    ort = _import_onnxruntime()
+    directory = resolve_model_dir(model_dir)
+    threads = threads if threads and threads > 0 else default_threads()
+    gpu_wanted = tuple(p for p in GPU_PROVIDERS if p in ort.get_available_providers())
+
+    cpu_files = find_model_files(model, "onnx", directory, CPU_PRECISIONS)
+    gpu_files = find_model_files(model, "onnx", directory, GPU_PRECISIONS)
+    if not cpu_files and not gpu_files:
+        raise EngineUnavailable(f"{directory}: no ONNX file for model {model!r} in the manifest")
+
+    skipped: list[tuple[str, str]] = []
+    if gpu_wanted and gpu_files:
+        entry = gpu_files[0]
+        try:
+            session = _create_session(ort, entry, _provider_list(ort, gpu_wanted), threads)
+        except EngineUnavailable as exc:
+            skipped.append((entry.name, str(exc)))
+        else:
+            provider = session.get_providers()[0]
+            if provider != CPU_PROVIDER or (cpu_files and cpu_files[0].name == entry.name):
+                return OnnxRuntimeEngine(session, entry, provider)
+            log.info("onnxruntime: %s listed but the session runs on CPU; using the CPU model", "/".join(gpu_wanted))
+            del session
+
+    for entry in cpu_files or gpu_files:
+        if any(name == entry.name for name, _ in skipped):
+            continue  # already failed to load above
+        try:
+            session = _create_session(ort, entry, [CPU_PROVIDER], threads)
+        except EngineUnavailable as exc:  # e.g. int8 file corrupt: the fp32 one may still work
+            skipped.append((entry.name, str(exc)))
+            continue
+        engine = OnnxRuntimeEngine(session, entry, session.get_providers()[0])
+        engine.fallbacks = skipped
+        return engine
+    raise EngineUnavailable("; ".join(reason for _, reason in skipped))
