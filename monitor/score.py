@@ -1,0 +1,464 @@
+"""``vqa-monitor score FILE [FILE ...]``: offline scoring of video files.
+
+Scores every 7-frame window of each file with the same sampler (:mod:`engines.sampler`), engine chain
+(:func:`engines.chain.select_engine`) and AQS (:mod:`engines.aqs`) as the daemon, and prints one
+result per file: a short table, or JSON Lines with ``--json``. ``--csv`` writes one row per window,
+``--plot`` draws AQS over time with the leading artifacts (needs the ``plot`` extra: matplotlib).
+
+Windows are consecutive, non-overlapping runs of 7 decoded frames; fragments sit at the cell centres
+of the 7x7 grid (as in the daemon). A file that cannot be opened or decoded, or that is shorter than
+one window, gets one error line on stderr (its path and the reason) and makes the exit status 1; the
+other files are still scored.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence, TextIO
+
+import numpy as np
+
+from engines.aqs import QUALITY_BANDS, aqs, quality_level
+from engines.contract import ARTIFACTS, INPUT_SHAPE, WINDOW_FRAMES, ModelOutputs
+from engines.sampler import grid_offsets, planes_from_frame, sample_frame
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DEFAULT_BATCH = 8
+PROGRESS_MIN_SECONDS = 1.0  # a file shorter than this (by its header) gets no progress bar
+
+
+# ----------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class WindowScore:
+    start_s: float
+    aqs: float
+    quality: float
+    artifacts: np.ndarray  # [10] probabilities
+    intensities: np.ndarray  # [10]
+
+
+@dataclass
+class FileScore:
+    path: str
+    engine: dict[str, str]
+    frames: int = 0
+    elapsed_s: float = 0.0
+    windows: list[WindowScore] = field(default_factory=list)
+
+    @property
+    def aqs(self) -> float:
+        return float(np.mean([w.aqs for w in self.windows]))
+
+    @property
+    def quality(self) -> float:
+        return float(np.mean([w.quality for w in self.windows]))
+
+    def mean_artifacts(self) -> np.ndarray:
+        return np.mean([w.artifacts for w in self.windows], axis=0)
+
+    def mean_intensities(self) -> np.ndarray:
+        return np.mean([w.intensities for w in self.windows], axis=0)
+
+    def to_json(self) -> dict[str, Any]:
+        score = self.aqs
+        return {
+            "path": self.path,
+            "aqs": _r(score),
+            "quality_level": quality_level(score),
+            "quality": _r(self.quality),
+            "artifacts": _named(self.mean_artifacts()),
+            "intensities": _named(self.mean_intensities()),
+            "windows": [
+                {"start_s": round(w.start_s, 3), "aqs": _r(w.aqs), "artifacts": _named(w.artifacts)} for w in self.windows
+            ],
+            "engine": self.engine,
+            "frames": self.frames,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def _r(value: float) -> float:
+    return round(float(value), 4)
+
+
+def _named(values: np.ndarray) -> dict[str, float]:
+    return {name: _r(v) for name, v in zip(ARTIFACTS, values)}
+
+
+class ScoreError(Exception):
+    """A file that cannot be scored; the message is the reason shown after its path."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding and windows
+# ----------------------------------------------------------------------------------------------
+class FrameCount:
+    """How many frames :func:`iter_windows` decoded (filled in as it goes)."""
+
+    frames = 0
+
+
+def iter_windows(
+    path: str, progress: "Progress | None" = None, count: FrameCount | None = None
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Decode ``path`` and yield ``(start_s, window)`` for every run of 7 consecutive frames.
+
+    ``window`` is uint8 ``[7, 3, 224, 224]``, a fresh array each time. Frames are sampled straight
+    from their YUV planes by :func:`engines.sampler.sample_frame` at the grid's cell centres. A
+    change of frame size restarts the window. Raises :class:`ScoreError` on open or decode errors.
+    """
+    import av
+
+    try:
+        container = av.open(path)
+    except FileNotFoundError:
+        raise ScoreError("no such file") from None
+    except IsADirectoryError:
+        raise ScoreError("is a directory") from None
+    except PermissionError:
+        raise ScoreError("permission denied") from None
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise ScoreError(f"cannot open: {_reason(exc)}") from None
+    with container:
+        if not container.streams.video:
+            raise ScoreError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        if progress is not None:
+            progress.start(_duration(container, stream), stream.frames or 0)
+        window = np.empty((WINDOW_FRAMES, *INPUT_SHAPE[1:]), dtype=np.uint8)
+        filled, start_s, size, offsets = 0, 0.0, None, None
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                t = float(frame.time) if frame.time is not None else index / fps
+                index += 1
+                planes = planes_from_frame(frame)
+                if (planes.height, planes.width) != size:
+                    size, filled = (planes.height, planes.width), 0
+                    offsets = grid_offsets(planes.height, planes.width)
+                assert offsets is not None
+                if filled == 0:
+                    start_s = t
+                sample_frame(planes, offsets, out=window[filled])
+                filled += 1
+                if progress is not None:
+                    progress.update(index, t)
+                if filled == WINDOW_FRAMES:
+                    yield start_s, window
+                    window = np.empty_like(window)
+                    filled = 0
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            if index == 0:
+                raise ScoreError(f"cannot decode: {_reason(exc)}") from None
+            raise ScoreError(f"decoding failed after {index} frames: {_reason(exc)}") from None
+        finally:
+            if count is not None:
+                count.frames = index
+
+
+def _duration(container: Any, stream: Any) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return 0.0
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def score_file(path: str, engine: Any, batch: int = DEFAULT_BATCH, progress: "Progress | None" = None) -> FileScore:
+    """Score every window of one file (raises :class:`ScoreError` when it cannot be scored)."""
+    started = time.monotonic()
+    result = FileScore(path=path, engine=asdict(engine.info))
+    buffer = np.empty((batch, WINDOW_FRAMES, *INPUT_SHAPE[1:]), dtype=np.uint8)
+    starts: list[float] = []
+    count = FrameCount()
+
+    def flush() -> None:
+        if not starts:
+            return
+        out: ModelOutputs = engine.infer(buffer[: len(starts)])
+        probabilities = out.artifact_probabilities
+        scores = aqs(out.quality, probabilities, out.intensity)
+        for i, start_s in enumerate(starts):
+            result.windows.append(
+                WindowScore(start_s, float(scores[i]), float(out.quality[i]), probabilities[i].copy(), out.intensity[i].copy())
+            )
+        starts.clear()
+
+    try:
+        for start_s, window in iter_windows(path, progress, count):
+            buffer[len(starts)] = window
+            starts.append(start_s)
+            if len(starts) == batch:
+                flush()
+        flush()
+    finally:
+        result.frames = count.frames
+        if progress is not None:
+            progress.finish()
+    if not result.windows:
+        raise ScoreError(f"too short: {result.frames} frame(s) decoded, a window needs {WINDOW_FRAMES}")
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress bar (stderr)
+# ----------------------------------------------------------------------------------------------
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most 5 times a second."""
+
+    def __init__(self, label: str, stream: TextIO, width: int = 30) -> None:
+        self.label, self.stream, self.width = label, stream, width
+        self.total_s, self.total_frames = 0.0, 0
+        self.started = self.last = 0.0
+        self.active = False
+        self.drawn = False
+
+    def start(self, total_s: float, total_frames: int) -> None:
+        self.total_s, self.total_frames = total_s, total_frames
+        self.started = self.last = time.monotonic()
+        self.active = total_s >= PROGRESS_MIN_SECONDS or total_frames >= 25 * PROGRESS_MIN_SECONDS
+
+    def update(self, frames: int, t: float) -> None:
+        now = time.monotonic()
+        if not self.active or (self.drawn and now - self.last < 0.2):
+            return
+        self.last = now
+        if self.total_frames:
+            fraction = frames / self.total_frames
+        elif self.total_s:
+            fraction = t / self.total_s
+        else:
+            fraction = 0.0
+        fraction = min(max(fraction, 0.0), 1.0)
+        filled = int(round(fraction * self.width))
+        bar = "#" * filled + "." * (self.width - filled)
+        rate = frames / max(now - self.started, 1e-6)
+        self.stream.write(f"\r{self.label} [{bar}] {fraction * 100:3.0f}% {frames} frames {rate:.0f} fps")
+        self.stream.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:  # a terminal gets the line erased; a log keeps the last state
+            self.stream.write("\r\x1b[K" if self.stream.isatty() else "\n")
+            self.stream.flush()
+            self.drawn = False
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------
+CSV_COLUMNS = (
+    ["path", "window", "start_s", "aqs", "quality_level", "quality"]
+    + [f"p_{name}" for name in ARTIFACTS]
+    + [f"i_{name}" for name in ARTIFACTS]
+    + ["engine"]
+)
+
+
+def write_csv(results: Sequence[FileScore], path: Path) -> None:
+    """One row per window of every scored file."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for result in results:
+            engine = f"{result.engine['engine']}:{result.engine['model']}"
+            for index, w in enumerate(result.windows):
+                writer.writerow(
+                    [result.path, index, f"{w.start_s:.3f}", f"{w.aqs:.4f}", quality_level(w.aqs), f"{w.quality:.4f}"]
+                    + [f"{v:.4f}" for v in w.artifacts]
+                    + [f"{v:.4f}" for v in w.intensities]
+                    + [engine]
+                )
+
+
+def check_plot_available() -> str | None:
+    """None if matplotlib can be imported, else the message to show."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "--plot needs matplotlib: pip install 'vqa-monitor[plot]'"
+    return None
+
+
+def write_plot(results: Sequence[FileScore], path: Path, leading: int = 3) -> None:
+    """AQS over time per file, with the probabilities of its ``leading`` artifacts and the quality bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(results), 1, figsize=(10, 3.2 * len(results)), squeeze=False)
+    band_colours = ("#d8f0d8", "#eef6d8", "#fbf3d5", "#fbe3d0", "#f6d5d5")
+    for ax, result in zip(axes[:, 0], results):
+        t = np.array([w.start_s for w in result.windows])
+        upper = 1.0
+        for (bound, name), colour in zip(QUALITY_BANDS, band_colours):
+            ax.axhspan(bound, upper, color=colour, zorder=0)
+            ax.text(1.005, (bound + upper) / 2, name.replace("_", " "), transform=ax.get_yaxis_transform(), fontsize=7, va="center")
+            upper = bound
+        ax.plot(t, [w.aqs for w in result.windows], color="black", linewidth=2, label="AQS", marker="o" if len(t) < 30 else None)
+        probs = np.array([w.artifacts for w in result.windows])
+        evidence = probs * np.array([w.intensities for w in result.windows])
+        for k in np.argsort(-evidence.mean(axis=0))[:leading]:
+            ax.plot(t, probs[:, k], linestyle="--", linewidth=1.2, label=f"p({ARTIFACTS[k]})")
+        ax.set_ylim(0, 1)
+        ax.set_xlim(t.min(), max(t.max(), t.min() + 1e-3))
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("score / probability")
+        ax.set_title(f"{Path(result.path).name}: AQS {result.aqs:.2f} ({quality_level(result.aqs)}), {result.engine['engine']}", fontsize=10)
+        ax.legend(loc="lower left", fontsize=8, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+
+
+def format_table(results: Sequence[FileScore]) -> str:
+    headers = ("FILE", "AQS", "LEVEL", "QUALITY", "LEADING ARTIFACT", "WINDOWS", "FRAMES", "SECONDS")
+    rows = []
+    for r in results:
+        probs = r.mean_artifacts()
+        evidence = probs * r.mean_intensities()
+        k = int(np.argmax(evidence))
+        leading = f"{ARTIFACTS[k]} ({probs[k]:.2f})" if probs[k] >= 0.5 else "none"
+        rows.append(
+            (r.path, f"{r.aqs:.3f}", quality_level(r.aqs), f"{r.quality:.3f}", leading, str(len(r.windows)), str(r.frames), f"{r.elapsed_s:.1f}")
+        )
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command
+# ----------------------------------------------------------------------------------------------
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "score",
+        help="score video files offline (same sampler, engines and AQS as the daemon)",
+        description="Score every 7-frame window of each file with the same sampler, engine chain and AQS as "
+        "the daemon; print a table, or JSON Lines with --json. An unreadable file gets an error line and "
+        "exit status 1, and the other files are still scored.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="video files (anything FFmpeg opens)")
+    parser.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per file")
+    parser.add_argument("--csv", metavar="FILE", type=Path, help="write one CSV row per window")
+    parser.add_argument("--plot", metavar="FILE.png", type=Path, help="plot AQS over time with the leading artifacts")
+    parser.add_argument(
+        "--engine",
+        metavar="NAME",
+        help="engine to use instead of the fastest-first chain: backend[:model], e.g. classical or "
+        "onnxruntime:aqs_effnet_b0; a comma-separated list is tried in order",
+    )
+    parser.add_argument("--model-dir", metavar="DIR", type=Path, help="folder with model files (default: the shipped ones)")
+    parser.add_argument("--threads", type=int, metavar="N", help="inference threads (default: the engine's choice)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N", help="windows per inference call (default: %(default)s)")
+    parser.add_argument(
+        "--progress", choices=("auto", "always", "never"), default="auto",
+        help="progress bar on stderr: auto = when stderr is a terminal (default: %(default)s)",
+    )
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    err = sys.stderr
+    if args.batch < 1:
+        print("vqa-monitor score: --batch must be >= 1", file=err)
+        return EXIT_USAGE
+    if args.plot is not None and (message := check_plot_available()):
+        print(f"vqa-monitor score: {message}", file=err)
+        return EXIT_USAGE
+
+    from engines.base import EngineUnavailable
+    from engines.chain import parse_preference, select_engine
+
+    preference = [s.strip() for s in args.engine.split(",")] if args.engine else None
+    try:
+        parse_preference(preference)
+    except ValueError as exc:
+        print(f"vqa-monitor score: --engine: {exc}", file=err)
+        return EXIT_USAGE
+    try:
+        selection = select_engine(preference, model_dir=args.model_dir, threads=args.threads, warm_up_batch=1)
+    except EngineUnavailable as exc:
+        print(f"vqa-monitor score: {exc}", file=err)
+        return EXIT_FAILURE
+    engine = selection.engine
+    info = engine.info
+    for skipped in selection.skipped:
+        print(f"vqa-monitor score: engine {skipped.spec} skipped: {skipped.reason}", file=err)
+    if not args.json:
+        print(f"engine: {info.engine} ({info.model}, {info.provider})", file=err)
+
+    show_progress = args.progress == "always" or (args.progress == "auto" and err.isatty())
+    results: list[FileScore] = []
+    failed = 0
+    try:
+        for path in args.files:
+            progress = Progress(_short(path), err) if show_progress else None
+            try:
+                result = score_file(path, engine, batch=args.batch, progress=progress)
+            except ScoreError as exc:
+                failed += 1
+                print(f"vqa-monitor score: {path}: {exc}", file=err)
+                continue
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
+                failed += 1
+                print(f"vqa-monitor score: {path}: {type(exc).__name__}: {_reason(exc)}", file=err)
+                continue
+            results.append(result)
+            if args.json:
+                sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
+                sys.stdout.flush()
+    finally:
+        engine.close()
+
+    if not args.json and results:
+        print(format_table(results))
+    try:
+        if args.csv is not None:
+            write_csv(results, args.csv)
+        if args.plot is not None and results:
+            write_plot(results, args.plot)
+    except OSError as exc:
+        print(f"vqa-monitor score: cannot write output: {exc}", file=err)
+        return EXIT_FAILURE
+    if failed:
+        print(f"vqa-monitor score: {failed} of {len(args.files)} file(s) could not be scored", file=err)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _short(path: str, limit: int = 32) -> str:
+    name = Path(path).name
+    return name if len(name) <= limit else "..." + name[-(limit - 3) :]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``score`` on its own (the same as ``vqa-monitor score ...``)."""
+    parser = argparse.ArgumentParser(prog="vqa-monitor")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["score", *(argv if argv is not None else sys.argv[1:])])
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
