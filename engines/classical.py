@@ -37,7 +37,7 @@ from engines.contract import (
 MODEL_FILE = "classical.json"
 FORMAT = "vqa-monitor-classical/1"
 # Bumped whenever a feature's definition changes: a model file fitted on other features is refused.
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
 
 # The one Laplacian used for every sharpness measure (4-neighbour, 3x3); Laplacian-variance values
@@ -91,6 +91,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "judder_still_frac",
     "ghost_lag1_coef",
     "ghost_lag2_corr",
+    "ghost_lag3_corr",
     "diff_hf_ratio_log",
     "motion_blur_cue",
 )
@@ -288,17 +289,18 @@ def _features_chunk(win: np.ndarray) -> np.ndarray:
     feats["judder_cv"] = steps_w.std(axis=1) / (steps_w.mean(axis=1) + 0.5)
     feats["judder_minmax"] = (steps_w.min(axis=1) + 0.1) / (steps_w.max(axis=1) + 0.1)
     feats["judder_still_frac"] = (steps_w < 0.3 * steps_w.max(axis=1, keepdims=True)).mean(axis=1)
-    # ghosting: a blend of earlier frames makes consecutive differences echo each other
-    moving = (step.mean(axis=1) > _MOVING)[:, None, :, None, None]  # [n, 1, 49, 1, 1]
-    a, b1, b2 = diff[:, 2:], diff[:, 1:-1], diff[:, :-2]
-    m = moving.astype(np.float32)
-    s_ab1 = (a * b1 * m).sum(axis=(1, 2, 3, 4))
-    s_b1 = (b1 * b1 * m).sum(axis=(1, 2, 3, 4))
-    s_ab2 = (a * b2 * m).sum(axis=(1, 2, 3, 4))
-    s_a = (a * a * m).sum(axis=(1, 2, 3, 4))
-    s_b2 = (b2 * b2 * m).sum(axis=(1, 2, 3, 4))
-    feats["ghost_lag1_coef"] = s_ab1 / (s_b1 + 1.0)
-    feats["ghost_lag2_corr"] = s_ab2 / (np.sqrt(s_a * s_b2) + 1.0)
+    # ghosting: out[t] = (1 - a) f[t] + a f[t - d] makes the frame differences echo each other at
+    # lag d (1..3 frames): correlation of the step differences at lags 1, 2, 3, in moving fragments
+    m = (step.mean(axis=1) > _MOVING).astype(np.float32)[:, None, :, None, None]  # [n, 1, 49, 1, 1]
+    dm = diff * m
+    energy = (dm * dm).sum(axis=(2, 3, 4))  # [n, 6]
+    for lag in (1, 2, 3):
+        cross = (dm[:, lag:] * dm[:, :-lag]).sum(axis=(2, 3, 4)).sum(axis=1)
+        e_now, e_then = energy[:, lag:].sum(axis=1), energy[:, :-lag].sum(axis=1)
+        if lag == 1:
+            feats["ghost_lag1_coef"] = cross / (e_then + 1.0)
+        else:
+            feats[f"ghost_lag{lag}_corr"] = cross / (np.sqrt(e_now * e_then) + 1.0)
     # motion blur: moving content whose frame differences carry little high-frequency energy
     dsub = diff[:, ::2]  # every second step is enough for this ratio
     dlap = laplacian(dsub)

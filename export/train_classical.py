@@ -65,10 +65,18 @@ def read_shard(path: Path) -> dict[str, np.ndarray]:
         reader = None
     if reader is not None and hasattr(reader, "load_shard"):
         shard = reader.load_shard(path)
-        get = (lambda k: shard[k]) if isinstance(shard, dict) else (lambda k: getattr(shard, k))
-        return {k: np.asarray(get(k)) for k in ("windows", "quality", "presence", "intensity")}
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in ("windows", "quality", "presence", "intensity")}
+        get = (lambda k: shard.get(k)) if isinstance(shard, dict) else (lambda k: getattr(shard, k, None))
+        arrays = {k: get(k) for k in (*LABELS, "source")}
+    else:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: (npz[k] if k in npz.files else None) for k in (*LABELS, "source")}
+    n = len(arrays["quality"])
+    source = arrays["source"]
+    arrays["source"] = np.asarray(source).astype(str) if source is not None else np.full(n, f"{path.name}")
+    return {k: np.asarray(v) for k, v in arrays.items()}
+
+
+LABELS = ("windows", "quality", "presence", "intensity")
 
 
 def split_features(split_dir: Path, cache_dir: Path | None, progress: bool = True) -> dict[str, np.ndarray]:
@@ -76,7 +84,7 @@ def split_features(split_dir: Path, cache_dir: Path | None, progress: bool = Tru
     paths = sorted(split_dir.glob("shard_*.npz"))
     if not paths:
         raise SystemExit(f"no shard_*.npz in {split_dir}")
-    parts: dict[str, list[np.ndarray]] = {"features": [], "quality": [], "presence": [], "intensity": []}
+    parts: dict[str, list[np.ndarray]] = {"features": [], "quality": [], "presence": [], "intensity": [], "source": []}
     started = time.monotonic()
     for index, path in enumerate(paths):
         cached = cache_dir / f"{split_dir.name}_{path.stem}_{_cache_key(path)}.npz" if cache_dir else None
@@ -90,6 +98,7 @@ def split_features(split_dir: Path, cache_dir: Path | None, progress: bool = Tru
                 "quality": shard["quality"].astype(np.float32).reshape(-1),
                 "presence": shard["presence"].astype(np.float32),
                 "intensity": shard["intensity"].astype(np.float32),
+                "source": shard["source"],
             }
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
@@ -121,18 +130,33 @@ def _cache_key(path: Path) -> str:
 # ----------------------------------------------------------------------------------------------
 # Fit
 # ----------------------------------------------------------------------------------------------
-def fit(features: np.ndarray, quality: np.ndarray, presence: np.ndarray, intensity: np.ndarray, seed: int = 0) -> dict[str, Any]:
-    """Fit the regressor; returns the JSON payload (without sha256 and metrics)."""
+def fit(
+    features: np.ndarray,
+    quality: np.ndarray,
+    presence: np.ndarray,
+    intensity: np.ndarray,
+    groups: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Fit the regressor; returns the JSON payload (without sha256 and metrics).
+
+    Cross-validation (for the ridge alpha, the logistic C and the out-of-fold predictions the
+    quality calibration is fitted on) keeps each ``groups`` value (the source photograph) in one
+    fold, so windows of one scene never validate each other.
+    """
     from sklearn.isotonic import IsotonicRegression
     from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.model_selection import GroupKFold, KFold, cross_val_predict
 
     features = np.nan_to_num(features.astype(np.float64))
     mean = features.mean(axis=0)
     scale = features.std(axis=0)
     scale = np.where(scale > 1e-6, scale, 1.0)
     x = expand(np.clip((features - mean) / scale, -CLIP_Z, CLIP_Z))
-    folds = KFold(n_splits=5, shuffle=True, random_state=seed)
+    if groups is not None and len(np.unique(groups)) >= 5:
+        folds = list(GroupKFold(n_splits=5).split(features, groups=groups))
+    else:
+        folds = list(KFold(n_splits=5, shuffle=True, random_state=seed).split(features))
 
     # quality: ridge, alpha by cross-validation, then isotonic calibration on out-of-fold predictions
     best = None
@@ -157,10 +181,13 @@ def fit(features: np.ndarray, quality: np.ndarray, presence: np.ndarray, intensi
     for c in LOGISTIC_CS:
         loss = 0.0
         for k in usable:
-            prob = cross_val_predict(
-                LogisticRegression(C=c, max_iter=2000), x, presence[:, k] > 0.5, cv=folds, method="predict_proba"
-            )[:, 1]
             y = presence[:, k] > 0.5
+            try:
+                prob = cross_val_predict(
+                    LogisticRegression(C=c, max_iter=2000), x, y, cv=folds, method="predict_proba"
+                )[:, 1]
+            except ValueError:  # a fold without one of the classes: this artifact does not vote on C
+                continue
             loss -= float(np.mean(np.where(y, np.log(prob + 1e-9), np.log(1 - prob + 1e-9))))
         if loss < best_loss:
             best_c, best_loss = c, loss
@@ -288,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     train = split_features(args.data / "train", cache)
     feature_seconds = time.monotonic() - started
-    payload = fit(train["features"], train["quality"], train["presence"], train["intensity"], seed=args.seed)
+    payload = fit(
+        train["features"], train["quality"], train["presence"], train["intensity"], groups=train["source"], seed=args.seed
+    )
     model = ClassicalModel(payload)
     metrics = {"train": evaluate(model, train["features"], train["quality"], train["presence"])}
     heldout_dir = args.data / "heldout"
