@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
 LAPLACIAN_KERNEL = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float32)
 
 SPATIAL_FRAMES = (1, 3, 5)  # frames of a window whose spatial features are measured
-_CHUNK = 8  # windows per feature pass (bounds temporary memory to ~100 MB)
+_CHUNK = 8  # windows per feature pass (bounds temporary memory to ~100 MB per thread)
+_MIN_CHUNK = 2  # smallest share of a batch worth handing to another thread
 _EPS = 1e-6
 _STRONG_EDGE = 48.0  # luma gradient (|gx| + |gy|, central differences) that counts as a strong edge
 _IMPULSE = 160.0  # |Laplacian| of an isolated extreme pixel (~40 levels above all 4 neighbours)
@@ -101,16 +103,27 @@ NUM_FEATURES = len(FEATURE_NAMES)
 # ----------------------------------------------------------------------------------------------
 # Features
 # ----------------------------------------------------------------------------------------------
-def extract_features(windows: np.ndarray) -> np.ndarray:
-    """Features of ``uint8`` windows ``[N, 7, 3, 224, 224]`` -> ``float32`` ``[N, NUM_FEATURES]``."""
+def extract_features(windows: np.ndarray, pool: "ThreadPoolExecutor | None" = None) -> np.ndarray:
+    """Features of ``uint8`` windows ``[N, 7, 3, 224, 224]`` -> ``float32`` ``[N, NUM_FEATURES]``.
+
+    With a thread ``pool``, chunks of windows run in parallel (numpy releases the GIL in its loops).
+    """
     windows = np.asarray(windows)
     if windows.ndim != 5 or windows.shape[1:] != INPUT_SHAPE:
         raise ValueError(f"windows must be [N, {', '.join(map(str, INPUT_SHAPE))}], got {list(windows.shape)}")
     if windows.dtype != np.uint8:
         raise ValueError(f"windows must be uint8, got {windows.dtype}")
     out = np.empty((windows.shape[0], NUM_FEATURES), dtype=np.float32)
-    for start in range(0, windows.shape[0], _CHUNK):
-        out[start : start + _CHUNK] = _features_chunk(windows[start : start + _CHUNK])
+    n = windows.shape[0]
+    if pool is None or n <= _MIN_CHUNK:
+        for start in range(0, n, _CHUNK):
+            out[start : start + _CHUNK] = _features_chunk(windows[start : start + _CHUNK])
+        return out
+    workers = getattr(pool, "_max_workers", 2)
+    size = min(_CHUNK, max(_MIN_CHUNK, -(-n // workers)))
+    starts = list(range(0, n, size))
+    for start, values in zip(starts, pool.map(lambda s: _features_chunk(windows[s : s + size]), starts)):
+        out[start : start + size] = values
     return out
 
 
@@ -407,9 +420,11 @@ def read_model_file(path: Path) -> ClassicalModel:
 class ClassicalEngine:
     """Feature-based engine: numpy only, always available when its model file is intact."""
 
-    def __init__(self, model: ClassicalModel, path: Path) -> None:
+    def __init__(self, model: ClassicalModel, path: Path, threads: int = 1) -> None:
         self._model = model
         self._info = EngineInfo(engine="classical", model=path.name, provider="cpu")
+        self.threads = max(1, int(threads))
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="classical") if self.threads > 1 else None
 
     @property
     def info(self) -> EngineInfo:
@@ -421,20 +436,22 @@ class ClassicalEngine:
 
     def infer(self, windows: np.ndarray) -> ModelOutputs:
         windows = np.asarray(windows)
-        return self._model.predict(extract_features(windows)).validate(windows.shape[0])
+        return self._model.predict(extract_features(windows, self._pool)).validate(windows.shape[0])
 
     def close(self) -> None:
-        pass
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def load(model: str = "classical", model_dir: Path | None = None, threads: int | None = None) -> ClassicalEngine:
     """Load the classical engine from ``model_dir/classical.json``.
 
-    ``model`` is the model name (``classical`` or ``classical.json``); ``threads`` is accepted for
-    the common backend signature (the features are single-threaded numpy).
+    ``model`` is the model name (``classical`` or ``classical.json``). ``threads``: feature threads
+    for batches of several windows (default 1: on small machines the decoders keep the other cores).
     """
     name = model if model.endswith(".json") else f"{model}.json"
     if name != MODEL_FILE:
         raise EngineUnavailable(f"classical: unknown model {model!r} (only {MODEL_FILE!r})")
     path = Path(model_dir if model_dir is not None else DEFAULT_MODEL_DIR) / name
-    return ClassicalEngine(read_model_file(path), path)
+    return ClassicalEngine(read_model_file(path), path, threads or 1)

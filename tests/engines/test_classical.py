@@ -255,3 +255,15 @@ def test_chain_selects_classical(model_dir):
 
     selection = select_engine(["classical"], model_dir=model_dir)
     assert selection.engine.info.engine == "classical"
+
+
+def test_threads_give_the_same_outputs(clips):
+    windows = np.concatenate([clips["clean"], clips["noise"], clips["crf50"]])
+    one, two = classical.load(threads=1), classical.load(threads=2)
+    try:
+        a, b = one.infer(windows), two.infer(windows)
+    finally:
+        one.close()
+        two.close()
+    np.testing.assert_array_equal(a.quality, b.quality)
+    np.testing.assert_array_equal(a.artifact_logits, b.artifact_logits)
