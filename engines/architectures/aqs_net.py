@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engines.contract import (
@@ -31,6 +32,7 @@ from engines.contract import (
 DEFAULT_KEY_FRAMES: tuple[int, ...] = (WINDOW_FRAMES // 2,)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 TEMPORAL_CHANNELS = (16, 32, 64, 64)
+DIFF_GAIN = 4.0  # frame differences are small: scale them towards unit range
 # 6 globally normalised step energies, 6 per-fragment normalised (averaged over fragments),
 # their spread over fragments (6), and the log of the mean energy (1).
 ENERGY_FEATURES = 3 * (WINDOW_FRAMES - 1) + 1
@@ -39,28 +41,38 @@ _EPS = 1e-3
 
 class TemporalBranch(nn.Module):
     """Luma of the 7 mosaics and their 6 signed and absolute differences -> strided convs -> pooled,
-    plus explicit per-step motion energy so uneven steps (judder) are easy to read."""
+    plus explicit per-step motion energy so uneven steps (judder) are easy to read.
+
+    Luma and signed differences are one fixed linear map of the 21 input channels (a 1x1
+    convolution with constant weights, so it runs as one fast kernel): channels 0..6 are
+    ``Y_t - 0.5``, channels 7..12 are ``DIFF_GAIN * (Y_{t+1} - Y_t)``, with Y in 0..1.
+    """
 
     def __init__(self, channels: Sequence[int] = TEMPORAL_CHANNELS) -> None:
         super().__init__()
-        steps = WINDOW_FRAMES - 1
-        cin = WINDOW_FRAMES + 2 * steps
+        frames, steps = WINDOW_FRAMES, WINDOW_FRAMES - 1
+        luma = torch.zeros(frames, frames * 3)
+        for t in range(frames):
+            luma[t, 3 * t : 3 * t + 3] = torch.tensor(LUMA_WEIGHTS) / 255.0
+        diff = DIFF_GAIN * (luma[1:] - luma[:-1])
+        self.register_buffer("mix_weight", torch.cat([luma, diff]).view(frames + steps, frames * 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("mix_bias", torch.cat([torch.full((frames,), -0.5), torch.zeros(steps)]),
+                             persistent=False)
+        cin = frames + 2 * steps
         layers: list[nn.Module] = []
         for cout in channels:
             layers += [nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.Hardswish(inplace=True)]
             cin = cout
         self.convs = nn.Sequential(*layers)
-        self.register_buffer("luma_weights", torch.tensor(LUMA_WEIGHTS), persistent=False)
         self.out_features = cin + ENERGY_FEATURES
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: float ``[N, 7, 3, H, W]`` in 0..1 -> ``[N, out_features]``."""
-        luma = (x * self.luma_weights.view(1, 1, 3, 1, 1)).sum(2)  # [N, 7, H, W]
-        diff = luma[:, 1:] - luma[:, :-1]  # [N, 6, H, W]
-        absdiff = diff.abs()
-        stack = torch.cat([luma - 0.5, 4.0 * diff, 4.0 * absdiff], 1)
-        pooled = self.convs(stack).mean((2, 3))
-        return torch.cat([pooled, motion_energy(absdiff)], 1)
+        """``x``: float ``[N, 7, 3, H, W]`` in 0..255 -> ``[N, out_features]``."""
+        mixed = F.conv2d(x.flatten(1, 2), self.mix_weight, self.mix_bias)  # [N, 13, H, W]
+        absdiff = mixed[:, WINDOW_FRAMES:].abs()
+        pooled = self.convs(torch.cat([mixed, absdiff], 1)).mean((2, 3))
+        return torch.cat([pooled, motion_energy(absdiff * (1.0 / DIFF_GAIN))], 1)
 
 
 def motion_energy(absdiff: torch.Tensor) -> torch.Tensor:
@@ -87,8 +99,10 @@ class AQSNet(nn.Module):
         self.key_frames = key_frames
         self.backbone = backbone
         self.temporal = TemporalBranch()
-        self.register_buffer("mean", torch.tensor(NORMALIZE_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(NORMALIZE_STD).view(1, 3, 1, 1), persistent=False)
+        # ImageNet normalisation of x / 255, folded into one affine map of the 0..255 values
+        std = torch.tensor(NORMALIZE_STD) * 255.0
+        self.register_buffer("scale", (1.0 / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", (-torch.tensor(NORMALIZE_MEAN) * 255.0 / std).view(1, 3, 1, 1), persistent=False)
         features = backbone.out_features + self.temporal.out_features
         self.trunk = nn.Sequential(nn.Linear(features, hidden), nn.Hardswish(inplace=True), nn.Dropout(dropout))
         self.quality_head = nn.Linear(hidden, 1)
@@ -96,13 +110,13 @@ class AQSNet(nn.Module):
         self.intensity_head = nn.Linear(hidden, NUM_ARTIFACTS)
 
     def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = windows.float() * (1.0 / 255.0)  # [N, 7, 3, H, W]
+        x = windows.float()  # [N, 7, 3, H, W], 0..255
         n = x.shape[0]
         if len(self.key_frames) == 1:
             keys = x[:, self.key_frames[0]]
         else:
             keys = x[:, list(self.key_frames)].flatten(0, 1)
-        spatial = self.backbone((keys - self.mean) / self.std)
+        spatial = self.backbone(keys * self.scale + self.shift)
         if len(self.key_frames) > 1:
             spatial = spatial.reshape(n, len(self.key_frames), -1).mean(1)
         h = self.trunk(torch.cat([spatial, self.temporal(x)], 1))
