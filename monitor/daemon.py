@@ -1,0 +1,326 @@
+"""The daemon's lifecycle: start, run, reload on SIGHUP, stop on SIGTERM/SIGINT within 5 s.
+
+Start order: HTTP endpoint first (``/healthz`` answers while the engine loads, ``/readyz`` says why it
+is not ready yet), then the engine (the fallback chain), the scheduler, and one reader per stream.
+
+Reload (SIGHUP) re-reads the config file. An invalid file is logged problem by problem and the
+running configuration stays (``vqa_config_last_reload_successful`` 0). Otherwise: new streams
+start, removed ones stop and all their series disappear, changed ones (any option, including a
+changed ``defaults:`` value that applies to them) restart and keep their series; a changed
+``engine:`` section loads the new engine and swaps it in (the old one stays if the new one fails).
+A changed ``metrics.listen`` needs a restart (logged).
+
+Stop: every thread is told to stop, then joined within a shared deadline. A reader blocked inside
+FFmpeg returns at its read timeout at the latest; the daemon does not wait for it (daemon threads).
+
+Integration points for other stages: :attr:`Daemon.frame_observers` (per decoded frame, see
+:class:`monitor.ingest.IngestObserver`), :attr:`Daemon.window_observers` (per scored window, see
+:class:`monitor.scoring.WindowObserver`), :attr:`Daemon.on_ready` / :attr:`Daemon.on_tick` /
+:attr:`Daemon.on_stopping` (callables without arguments: sd_notify READY, WATCHDOG, STOPPING).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from prometheus_client import CollectorRegistry
+
+from monitor.config import Config, ConfigError, StreamConfig, base_dir_of, load_config
+from monitor.ingest import IngestObserver, StreamReader
+from monitor.logs import setup_logging
+from monitor.metrics import Metrics
+from monitor.scheduler import ScheduledStream, Scheduler
+from monitor.scoring import WindowObserver, load_engine
+from monitor.server import MetricsServer
+from monitor.windows import WindowRing
+
+log = logging.getLogger(__name__)
+
+STOP_DEADLINE_S = 3.0  # joins share this budget; the contract is "stopped within 5 s of SIGTERM"
+TICK_S = 0.5
+
+
+@dataclass
+class StreamRuntime:
+    config: StreamConfig
+    ring: WindowRing
+    reader: StreamReader
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: str | Path | None = None) -> None:
+        self.config = config
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.base_dir = base_dir_of(self.config_path) if self.config_path else None
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.frame_observers: list[IngestObserver] = []
+        self.window_observers: list[WindowObserver] = []
+        self.on_ready: list[Callable[[], None]] = []
+        self.on_tick: list[Callable[[], None]] = []
+        self.on_stopping: list[Callable[[], None]] = []
+        self.streams: dict[str, StreamRuntime] = {}
+        self.scheduler: Scheduler | None = None
+        self.server: MetricsServer | None = None
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._lock = threading.Lock()
+
+    # readiness -------------------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, str]:
+        if self.scheduler is None:
+            return False, "engine not loaded yet"
+        if self._stop.is_set():
+            return False, "stopping"
+        streams = list(self.streams.values())
+        if not streams:
+            return False, "no streams configured"
+        up = [s.config.name for s in streams if s.reader.up]
+        if not up:
+            return False, f"no stream is up yet (0 of {len(streams)})"
+        return True, f"ready: {len(up)} of {len(streams)} streams up"
+
+    # start -----------------------------------------------------------------------------------------
+    def start_server(self) -> None:
+        host, port = self.config.metrics.address
+        self.server = MetricsServer(host, port, self.registry, self.readiness)
+        self.server.start()
+        log.info("metrics endpoint listening", extra={"event": "listening", "listen": self.config.metrics.listen})
+
+    def start_engine(self) -> None:
+        selection = load_engine(self.config.engine, self.base_dir, warm_up_batch=1)
+        self.scheduler = Scheduler(
+            selection.engine, self.metrics,
+            max_batch=self.config.engine.max_batch,
+            max_wait_s=self.config.engine.max_wait_ms / 1000.0,
+            observers=self.window_observers,
+        )
+        self.scheduler.start()
+
+    def start_streams(self) -> None:
+        with self._lock:
+            for stream in self.config.streams:
+                self._start_stream(stream)
+            self._publish_streams()
+        if not self.config.streams:
+            log.warning("no streams configured", extra={"event": "no_streams"})
+
+    def _start_stream(self, config: StreamConfig) -> None:
+        assert self.scheduler is not None
+        handle = self.metrics.stream(config.name)
+        ring = WindowRing(config.ring_windows, config.stride, on_window=self.scheduler.notify,
+                          on_drop=handle.dropped.inc)
+        reader = StreamReader(config, ring, handle, observers=self.frame_observers)
+        handle.up.set(0)
+        self.streams[config.name] = StreamRuntime(config, ring, reader)
+        reader.start()
+
+    def _stop_stream(self, name: str, remove_series: bool) -> StreamReader:
+        runtime = self.streams.pop(name)
+        runtime.reader.stop()
+        runtime.ring.clear()
+        if remove_series:
+            self.metrics.remove_stream(name)
+        return runtime.reader
+
+    def _publish_streams(self) -> None:
+        assert self.scheduler is not None
+        self.scheduler.set_streams(
+            [ScheduledStream(name, rt.ring, self.metrics.stream(name)) for name, rt in self.streams.items()])
+
+    # reload ----------------------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Apply the config file again; returns False (and changes nothing) when it is invalid."""
+        if self.config_path is None:
+            return False
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("config reload rejected", extra={"event": "reload_rejected", "problem": problem})
+            log.error("config reload rejected; the running configuration stays",
+                      extra={"event": "reload_rejected", "problems": len(exc.problems)})
+            self.metrics.config_reload_ok.set(0)
+            self.metrics.config_reloads.labels("failure").inc()
+            return False
+        old = self.config
+        if new.metrics != old.metrics:
+            log.warning("metrics.listen changed; restart the daemon to apply it",
+                        extra={"event": "reload_needs_restart", "listen": old.metrics.listen})
+        if new.engine != old.engine:
+            self._reload_engine(new)
+        old_by_name = {s.name: s for s in old.streams}
+        new_by_name = {s.name: s for s in new.streams}
+        stopped: list[StreamReader] = []
+        added, removed, changed = [], [], []
+        with self._lock:
+            for name in old_by_name:
+                if name not in new_by_name:
+                    stopped.append(self._stop_stream(name, remove_series=True))
+                    removed.append(name)
+            for name, stream in new_by_name.items():
+                if name not in old_by_name:
+                    self._start_stream(stream)
+                    added.append(name)
+                elif stream != old_by_name[name]:
+                    stopped.append(self._stop_stream(name, remove_series=False))
+                    self._start_stream(stream)
+                    changed.append(name)
+            self.config = new if new.metrics == old.metrics else new.model_copy(update={"metrics": old.metrics})
+            self._publish_streams()
+        self.metrics.config_reload_ok.set(1)
+        self.metrics.config_reloads.labels("success").inc()
+        log.info("config reloaded", extra={"event": "reloaded", "added": ",".join(added) or "-",
+                                           "removed": ",".join(removed) or "-", "restarted": ",".join(changed) or "-"})
+        return True
+
+    def _reload_engine(self, new: Config) -> None:
+        assert self.scheduler is not None
+        try:
+            selection = load_engine(new.engine, base_dir_of(self.config_path) if self.config_path else None)
+        except Exception as exc:  # noqa: BLE001 - keep the running engine
+            log.error("new engine configuration failed; keeping the running engine",
+                      extra={"event": "engine_reload_failed", "reason": str(exc)})
+            return
+        self.scheduler.max_batch = min(new.engine.max_batch, self.scheduler.max_batch)
+        self.scheduler.max_wait_s = new.engine.max_wait_ms / 1000.0
+        old = self.scheduler.swap_engine(selection.engine)
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001
+            log.debug("closing the old engine failed", exc_info=True)
+
+    # run / stop ------------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def loop(self) -> None:
+        """The main loop (main thread): apply reloads, call tick hooks, until asked to stop."""
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            for hook in self.on_tick:
+                _call(hook)
+            self._stop.wait(TICK_S)
+
+    def shutdown(self) -> float:
+        """Stop everything within :data:`STOP_DEADLINE_S`; returns the seconds it took."""
+        started = time.monotonic()
+        self._stop.set()
+        for hook in self.on_stopping:
+            _call(hook)
+        with self._lock:
+            readers = [rt.reader for rt in self.streams.values()]
+            for reader in readers:
+                reader.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        deadline = started + STOP_DEADLINE_S
+        if self.scheduler is not None:
+            self.scheduler.join(max(0.0, deadline - time.monotonic()))
+        for reader in readers:
+            reader.join(max(0.0, deadline - time.monotonic()))
+        if self.server is not None:
+            self.server.stop()
+        if self.scheduler is not None and not self.scheduler._thread.is_alive():
+            try:
+                self.scheduler.engine.close()
+            except Exception:  # noqa: BLE001
+                log.debug("engine close failed", exc_info=True)
+        blocked = [r.name for r in readers if r.is_alive()]
+        elapsed = time.monotonic() - started
+        log.info("stopped", extra={"event": "stopped", "seconds": round(elapsed, 2),
+                                   "readers_still_blocked": ",".join(blocked) or "-"})
+        return elapsed
+
+
+def _call(hook: Callable[[], None]) -> None:
+    try:
+        hook()
+    except Exception:  # noqa: BLE001
+        log.exception("lifecycle hook failed", extra={"event": "hook_error"})
+
+
+def run_daemon(config_path: str, log_format: str = "text", log_level: str = "info") -> int:
+    """``vqa-monitor --config FILE``: run until SIGTERM/SIGINT. Exit 0, 1 (runtime failure) or 2 (config)."""
+    setup_logging(log_format, log_level)
+    holder: dict[str, Daemon] = {}
+    pending = {"stop": False, "reload": False}
+
+    def on_stop(signum: int, _frame: object) -> None:
+        log.info("signal received; stopping", extra={"event": "signal", "signal": signal.Signals(signum).name})
+        pending["stop"] = True
+        if "daemon" in holder:
+            holder["daemon"].request_stop()
+
+    def on_reload(_signum: int, _frame: object) -> None:
+        log.info("SIGHUP received; reloading the config", extra={"event": "signal", "signal": "SIGHUP"})
+        pending["reload"] = True
+        if "daemon" in holder:
+            holder["daemon"].request_reload()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("invalid configuration", extra={"event": "config_error", "file": exc.source, "problem": problem})
+        return 2
+    log.info("starting vqa-monitor", extra={"event": "starting", "config": str(config_path), "pid": os.getpid(),
+                                           "streams": len(config.streams)})
+    daemon = Daemon(config, config_path)
+    holder["daemon"] = daemon
+    try:
+        daemon.start_server()
+    except OSError as exc:
+        log.error("cannot listen on the metrics address", extra={"event": "listen_failed",
+                                                                 "listen": config.metrics.listen, "reason": str(exc)})
+        return 1
+    if pending["stop"]:
+        daemon.shutdown()
+        return 0
+    try:
+        daemon.start_engine()
+    except Exception as exc:  # noqa: BLE001 - EngineUnavailable, or anything else the chain raised
+        log.error("no inference engine could be loaded", extra={"event": "engine_failed", "reason": str(exc)})
+        daemon.shutdown()
+        return 1
+    daemon.start_streams()
+    if pending["stop"]:
+        daemon.request_stop()
+    if pending["reload"]:
+        daemon.request_reload()
+    for hook in daemon.on_ready:
+        _call(hook)
+    log.info("running", extra={"event": "ready"})
+    daemon.loop()
+    daemon.shutdown()
+    _exit_now_if_blocked(daemon)
+    return 0
+
+
+def _exit_now_if_blocked(daemon: Daemon) -> None:
+    """Readers still blocked inside FFmpeg must not delay the exit: leave without interpreter teardown."""
+    if any(rt.reader.is_alive() for rt in daemon.streams.values()):
+        logging.shutdown()
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(0)

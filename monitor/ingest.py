@@ -1,0 +1,293 @@
+"""Ingest: one reader thread per stream, PyAV with both timeouts, reconnect forever.
+
+A reader opens its source, demuxes and decodes the first video stream, samples every frame it needs
+straight into the stream's :class:`~monitor.windows.WindowRing` (no decoded frame is kept), and
+calls the per-frame observers. Every way a live source can end is an outage: an exception, a read
+timeout (server hung), or a silent end of stream (server killed). The reader then sets
+``vqa_stream_up`` to 0 and re-opens with capped exponential backoff plus jitter, forever.
+
+Timeouts are always set, so a reader never blocks longer than ``read_timeout_s`` inside FFmpeg:
+
+* RTSP: options ``rtsp_transport=tcp`` and ``timeout`` (microseconds), plus PyAV ``timeout=(open, read)``;
+* other network sources (HLS/http, rtmp, udp, srt, tcp): ``rw_timeout`` (microseconds) plus PyAV's;
+* files and ``lavfi`` graphs: PyAV's, and frames are paced to their timestamps (``realtime``), with
+  files re-opened at their end when ``loop`` is set, so they behave like live sources.
+
+Frame timing uses :func:`time.monotonic` (RTSP frames carry no usable pts).
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+from engines.sampler import Offsets, Planes, grid_offsets, planes_from_frame, sample_frame
+from monitor.config import Source, StreamConfig
+from monitor.metrics import StreamMetrics
+from monitor.redact import redact_text
+from monitor.windows import WindowRing
+
+log = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_DECODE_ERRORS = 100  # then the source counts as broken and is re-opened
+DEFAULT_FPS = 25.0
+MAX_FALL_BEHIND_S = 1.0  # a paced source that falls further behind restarts its clock (no burst)
+
+
+class IngestObserver:
+    """Per-stream events for signal checks (black, freeze, bitrate...). Override what you need.
+
+    Called on the reader thread of the stream: keep them cheap, never block. An exception is
+    logged and ignored (it never stops the reader).
+    """
+
+    def on_packet(self, stream: str, nbytes: int, now: float) -> None: ...
+
+    def on_frame(self, stream: str, planes: Planes, now: float) -> None: ...
+
+    def on_up(self, stream: str, now: float) -> None: ...
+
+    def on_down(self, stream: str, reason: str, now: float) -> None: ...
+
+
+def open_options(config: StreamConfig, source: Source) -> dict[str, str]:
+    """FFmpeg options for ``av.open``: the timeouts for the source kind, then the user's extras."""
+    read_us = str(int(config.read_timeout_s * 1_000_000))
+    options: dict[str, str] = {}
+    if source.kind == "rtsp":
+        options = {"rtsp_transport": "tcp", "timeout": read_us}
+    elif source.kind == "network":
+        options = {"rw_timeout": read_us}
+    options.update(config.ffmpeg_options)
+    return options
+
+
+def open_container(config: StreamConfig, source: Source) -> Any:
+    import av
+
+    kwargs: dict[str, Any] = {
+        "options": open_options(config, source),
+        "timeout": (config.open_timeout_s, config.read_timeout_s),
+    }
+    if source.kind == "lavfi":
+        kwargs["format"] = "lavfi"
+    return av.open(source.target, **kwargs)
+
+
+def backoff_delay(failures: int, minimum: float, maximum: float, rng: random.Random | None = None) -> float:
+    """Delay before re-open number ``failures`` (0-based): min * 2^n capped at max, plus 0-20% jitter."""
+    base = min(maximum, minimum * (2.0 ** min(failures, 30)))
+    return base * (1.0 + (rng or random).uniform(0.0, 0.2))
+
+
+class StreamReader:
+    """The reader thread of one stream. ``start()``, then ``stop()`` + ``join(timeout)``.
+
+    The thread is a daemon thread: a reader blocked inside FFmpeg (at most ``read_timeout_s``) never
+    keeps the process from exiting.
+    """
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        ring: WindowRing,
+        metrics: StreamMetrics,
+        observers: Sequence[IngestObserver] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.source = config.source
+        self.ring = ring
+        self.metrics = metrics
+        self.observers = list(observers)
+        self.clock = clock
+        self.realtime = config.realtime if config.realtime is not None else not self.source.live
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"reader-{self.name}", daemon=True)
+        self.up = False
+        self.frames = 0
+        self.last_frame_time: float | None = None
+        self.finished = False  # a file without loop reached its end
+        self._failures = 0
+        self._offsets: Offsets | None = None
+        self._offsets_size: tuple[int, int] | None = None
+        self._prev_due: float | None = None
+        self._prev_time: float | None = None
+        self._fps = DEFAULT_FPS
+        self._observer_errors = 0
+
+    # lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # main loop -----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        extra = {"stream": self.name}
+        log.info("stream starting", extra={**extra, "event": "stream_start", "url": self.config.display_url,
+                                            "kind": self.source.kind})
+        opened_before = False
+        while not self._stop.is_set():
+            if opened_before:
+                self.metrics.reconnects.inc()
+            opened_before = True
+            reason = self._session()
+            if self._stop.is_set():
+                break
+            if reason == "eof" and self.source.kind == "file":
+                if self.config.loop:
+                    continue  # start the file again at once: a looped file is one endless stream
+                self._set_down("end of file (loop: false)")
+                self.finished = True
+                log.info("stream finished", extra={**extra, "event": "stream_finished"})
+                return
+            if reason == "eof":
+                reason = "stream ended"
+            was_up = self.up
+            self._set_down(reason)
+            delay = backoff_delay(self._failures, self.config.reconnect_min_s, self.config.reconnect_max_s)
+            self._failures += 1
+            level = logging.WARNING if was_up or self._failures == 1 else logging.INFO
+            log.log(level, "stream down" if was_up else "stream unavailable",
+                    extra={**extra, "event": "stream_down", "reason": reason, "retry_in_s": round(delay, 2),
+                           "failures": self._failures})
+            if self._stop.wait(delay):
+                break
+        self._set_down("stopped", quiet=True)
+        log.info("stream stopped", extra={**extra, "event": "stream_stop"})
+
+    def _session(self) -> str:
+        """Open, read until the source ends; returns why it ended ('eof' or an error text)."""
+        secrets = (self.config.url, self.source.target)
+        try:
+            container = open_container(self.config, self.source)
+        except Exception as exc:  # noqa: BLE001 - every failure to open is an outage, never fatal
+            return redact_text(f"open failed: {type(exc).__name__}: {exc}", secrets)
+        try:
+            return self._read(container)
+        except Exception as exc:  # noqa: BLE001
+            return redact_text(f"read failed: {type(exc).__name__}: {exc}", secrets)
+        finally:
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _read(self, container: Any) -> str:
+        import av
+
+        if not container.streams.video:
+            return "no video stream in source"
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        self._fps = float(rate) if rate else DEFAULT_FPS
+        self._prev_time = None
+        self.ring.reset()
+        codec = stream.codec_context
+        consecutive_errors = 0
+        for packet in container.demux(stream):
+            if self._stop.is_set():
+                return "stopped"
+            now = self.clock()
+            if packet.size:
+                for observer in self.observers:
+                    self._call(observer.on_packet, self.name, packet.size, now)
+            try:
+                frames = codec.decode(packet)
+            except (av.error.FFmpegError, ValueError) as exc:  # decoding does no I/O: bad data only
+                self.metrics.decode_errors.inc()
+                consecutive_errors += 1
+                if consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                    return f"{consecutive_errors} decode errors in a row (last: {exc})"
+                continue
+            consecutive_errors = 0
+            for frame in frames:
+                if self._stop.is_set():
+                    return "stopped"
+                self._on_frame(frame)
+        return "eof"
+
+    # per frame -----------------------------------------------------------------------------------
+    def _on_frame(self, frame: Any) -> None:
+        if self.realtime:
+            self._pace(frame.time)
+        now = self.clock()
+        if not self.up:
+            self._set_up(now)
+        self.frames += 1
+        self.last_frame_time = now
+        self.metrics.frames.inc()
+        planes = planes_from_frame(frame)
+        size = (planes.height, planes.width)
+        out = self.ring.frame_slot()
+        if out is not None:
+            if size != self._offsets_size:
+                self._offsets = grid_offsets(*size)
+                self._offsets_size = size
+            assert self._offsets is not None
+            sample_frame(planes, self._offsets, out=out)
+            self.ring.frame_done(now, size)
+        for observer in self.observers:
+            self._call(observer.on_frame, self.name, planes, now)
+
+    def _pace(self, frame_time: float | None) -> None:
+        """Sleep until this frame is due, so a file or lavfi source runs at its own frame rate."""
+        now = self.clock()
+        step = 1.0 / self._fps
+        if frame_time is not None and self._prev_time is not None:
+            delta = frame_time - self._prev_time
+            if 0.0 < delta <= 1.0:
+                step = delta
+        self._prev_time = frame_time
+        due = now if self._prev_due is None else self._prev_due + step
+        if due < now - MAX_FALL_BEHIND_S:
+            due = now
+        self._prev_due = due
+        if due > now:
+            self._stop.wait(due - now)
+
+    # state ---------------------------------------------------------------------------------------
+    def _set_up(self, now: float) -> None:
+        self.up = True
+        self._failures = 0
+        if not self._stop.is_set():
+            self.metrics.up.set(1)
+        log.info("stream up", extra={"stream": self.name, "event": "stream_up"})
+        for observer in self.observers:
+            self._call(observer.on_up, self.name, now)
+
+    def _set_down(self, reason: str, quiet: bool = False) -> None:
+        was_up = self.up
+        self.up = False
+        self._prev_due = None
+        self.ring.reset()
+        if not self._stop.is_set():  # a stopped reader leaves the series to its successor
+            self.metrics.up.set(0)
+        if was_up or not quiet:
+            for observer in self.observers:
+                self._call(observer.on_down, self.name, reason, self.clock())
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - an observer bug must never stop ingest
+            self._observer_errors += 1
+            if self._observer_errors <= 3 or self._observer_errors % 1000 == 0:
+                log.exception("frame observer failed", extra={"stream": self.name, "event": "observer_error",
+                                                              "count": self._observer_errors})

@@ -1,0 +1,187 @@
+"""Scheduling: windows of every stream, batched into one shared engine.
+
+One scheduler thread takes complete windows from the streams' rings round-robin (one per stream per
+round, so a busy stream cannot starve the others) into a preallocated batch of ``max_batch`` windows.
+A batch is scored as soon as it is full, or ``max_wait_s`` after its first window arrived. The
+engine call runs on this thread; ONNX Runtime releases the GIL, so the readers keep decoding and
+sampling the next windows meanwhile. Windows the scheduler cannot keep up with are dropped by the
+rings (oldest first, counted), never queued without bound.
+
+Each scored window is published to the metrics and handed to every :class:`WindowObserver`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from engines.base import Engine
+from engines.contract import INPUT_SHAPE
+from monitor.metrics import Metrics, StreamMetrics
+from monitor.scoring import WindowObserver, WindowScore, score_outputs
+from monitor.windows import WindowMeta, WindowRing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScheduledStream:
+    """What the scheduler needs of a stream."""
+
+    name: str
+    ring: WindowRing
+    metrics: StreamMetrics
+
+
+class Scheduler:
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: Metrics,
+        *,
+        max_batch: int = 16,
+        max_wait_s: float = 0.1,
+        observers: Sequence[WindowObserver] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.observers = list(observers)
+        self.clock = clock
+        self._engine = engine
+        self._engine_lock = threading.Lock()
+        self._streams: tuple[ScheduledStream, ...] = ()
+        self._rr = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._batch = np.zeros((max_batch, *INPUT_SHAPE), dtype=np.uint8)
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self.batches = 0
+        self.windows = 0
+        self._errors = 0
+        self._set_engine_info(engine)
+
+    # wiring ---------------------------------------------------------------------------------------
+    def notify(self) -> None:
+        """A ring completed a window (called from reader threads)."""
+        self._wake.set()
+
+    def set_streams(self, streams: Sequence[ScheduledStream]) -> None:
+        self._streams = tuple(streams)
+        self._wake.set()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def swap_engine(self, engine: Engine) -> Engine:
+        """Use ``engine`` from the next batch on; returns the previous one (the caller closes it)."""
+        with self._engine_lock:
+            old, self._engine = self._engine, engine
+        self._set_engine_info(engine)
+        return old
+
+    def _set_engine_info(self, engine: Engine) -> None:
+        info = engine.info
+        self.metrics.set_engine(info.engine, info.model, info.provider)
+
+    # lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # loop ------------------------------------------------------------------------------------------
+    def _gather(self, taken: list[tuple[ScheduledStream, WindowMeta]]) -> None:
+        """Fill the batch round-robin across streams, one window per stream per round."""
+        streams = self._streams
+        if not streams:
+            return
+        while len(taken) < self.max_batch:
+            progress = False
+            start = self._rr % len(streams)
+            for k in range(len(streams)):
+                if len(taken) >= self.max_batch:
+                    break
+                stream = streams[(start + k) % len(streams)]
+                meta = stream.ring.pop_into(self._batch[len(taken)])
+                if meta is not None:
+                    taken.append((stream, meta))
+                    progress = True
+            self._rr += 1
+            if not progress:
+                return
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            taken: list[tuple[ScheduledStream, WindowMeta]] = []
+            self._gather(taken)
+            if not taken:
+                self._wake.wait(0.5)
+                continue
+            deadline = self.clock() + self.max_wait_s
+            while len(taken) < self.max_batch and not self._stop.is_set():
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    break
+                self._wake.wait(remaining)
+                self._wake.clear()
+                self._gather(taken)
+            if self._stop.is_set():
+                break
+            self._score(taken)
+
+    def _score(self, taken: list[tuple[ScheduledStream, WindowMeta]]) -> None:
+        n = len(taken)
+        with self._engine_lock:
+            engine = self._engine
+            name = engine.info.engine
+            started = self.clock()
+            try:
+                outputs = engine.infer(self._batch[:n]).validate(n)
+            except Exception:  # noqa: BLE001 - a failing batch is dropped and counted; the loop goes on
+                self._errors += 1
+                if self._errors <= 3 or self._errors % 100 == 0:
+                    log.exception("inference failed; batch dropped", extra={"event": "inference_error",
+                                                                             "windows": n, "count": self._errors})
+                for stream, _ in taken:
+                    stream.metrics.dropped.inc()
+                return
+            elapsed = self.clock() - started
+        self.metrics.inference_seconds.labels(name).observe(elapsed)
+        self.metrics.inference_batch.labels(name).observe(n)
+        scores, probabilities, intensities = score_outputs(outputs)
+        now = self.clock()
+        wall = time.time()
+        for i, (stream, meta) in enumerate(taken):
+            score = WindowScore(
+                stream=stream.name, seq=meta.seq, aqs=float(scores[i]), quality=float(outputs.quality[i]),
+                probabilities=tuple(float(p) for p in probabilities[i]),
+                intensities=tuple(float(s) for s in intensities[i]),
+                last_frame_time=meta.last_frame_time, published_time=now, engine=name,
+            )
+            if not self.metrics.publish_score(stream.metrics, score.aqs, score.quality,
+                                              score.probabilities, score.intensities):
+                continue  # stream removed meanwhile
+            stream.metrics.scored.inc()
+            stream.metrics.last_scored.set(wall)
+            stream.metrics.latency.observe(max(0.0, now - meta.last_frame_time))
+            for observer in self.observers:
+                try:
+                    observer.on_window(score)
+                except Exception:  # noqa: BLE001
+                    log.exception("window observer failed", extra={"stream": stream.name, "event": "observer_error"})
+        self.batches += 1
+        self.windows += n
