@@ -51,3 +51,54 @@ def test_export_matches_torch_on_real_windows(tmp_path, sampled_windows):
     path = export(model, tmp_path / "m.onnx")
     diffs = parity(model, path, sampled_windows(3))  # exported with batch 2, run with 3: dynamic batch
     assert max(diffs.values()) < PARITY_ATOL, diffs
+
+
+def _piqe_loop(image: np.ndarray) -> float:
+    """PIQE written block by block, straight from the paper's description, to check the vectorised one."""
+    import cv2
+
+    from export.peers import _gray
+
+    g = _gray(image)
+    g = np.pad(g, ((0, (-g.shape[0]) % 16), (0, (-g.shape[1]) % 16)), mode="symmetric")
+    mu = cv2.GaussianBlur(g, (7, 7), 7 / 6, borderType=cv2.BORDER_REPLICATE)
+    sd = np.sqrt(np.abs(cv2.GaussianBlur(g * g, (7, 7), 7 / 6, borderType=cv2.BORDER_REPLICATE) - mu * mu))
+    m = (g - mu) / (sd + 1)
+    total, active = 0.0, 0
+    for i in range(0, m.shape[0], 16):
+        for j in range(0, m.shape[1], 16):
+            b = m[i : i + 16, j : j + 16]
+            var = b.var(ddof=1)
+            if var <= 0.1:
+                continue
+            active += 1
+            edges = [b[0], b[15], b[:, 0], b[:, 15]]
+            impaired = any(e[k : k + 6].std(ddof=1) < 0.1 for e in edges for k in range(11))
+            centre = b[:, 7:9].ravel()
+            surround = np.delete(b, [7, 8], axis=1).ravel()
+            ratio = centre.std(ddof=1) / surround.std(ddof=1)
+            ratio = 0.0 if np.isnan(ratio) else ratio
+            sigma = np.sqrt(var)
+            beta = abs(sigma - ratio) / max(sigma, ratio)
+            total += impaired * (1 - var) + (sigma > 2 * beta) * var
+    return 100 * (total + 1) / (active + 1)
+
+
+def test_peers_piqe_and_brisque_rank_obvious_damage():
+    cv2 = pytest.importorskip("cv2")
+    skimage_data = pytest.importorskip("skimage.data")
+    from export.peers import Brisque, piqe
+
+    clean = skimage_data.astronaut()[:, :500]  # 512x500: not a multiple of the block size
+    _, jpeg = cv2.imencode(".jpg", clean[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 5])
+    blocky = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1]
+    blurred = cv2.GaussianBlur(clean, (0, 0), 3)
+    assert piqe(clean) == pytest.approx(_piqe_loop(clean), rel=1e-9)
+    assert piqe(blocky) == pytest.approx(_piqe_loop(blocky), rel=1e-9)
+    assert piqe(clean) < piqe(blocky) and piqe(clean) < piqe(blurred)
+    assert 0 <= piqe(clean) <= 100
+    try:
+        brisque = Brisque()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    assert brisque(clean) < brisque(blocky) and brisque(clean) < brisque(blurred)
