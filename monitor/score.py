@@ -5,8 +5,10 @@ Scores every 7-frame window of each file with the same sampler (:mod:`engines.sa
 result per file: a short table, or JSON Lines with ``--json``. ``--csv`` writes one row per window,
 ``--plot`` draws AQS over time with the leading artifacts (needs the ``plot`` extra: matplotlib).
 
-Windows are consecutive, non-overlapping runs of 7 decoded frames; fragments sit at the cell centres
-of the 7x7 grid (as in the daemon). A file that cannot be opened or decoded, or that is shorter than
+Windows are consecutive, non-overlapping runs of 7 decoded frames, assembled by the daemon's
+:class:`monitor.windows.WindowRing` (here with backpressure instead of drops: every window is scored)
+while a decoder thread runs ahead of inference; fragments sit at the cell centres of the 7x7 grid (as
+in the daemon), and AQS comes from :func:`monitor.scoring.score_outputs`. A file that cannot be opened or decoded, or that is shorter than
 one window, gets one error line on stderr (its path and the reason) and makes the exit status 1; the
 other files are still scored.
 """
@@ -16,16 +18,19 @@ import argparse
 import csv
 import json
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 import numpy as np
 
-from engines.aqs import QUALITY_BANDS, aqs, quality_level
-from engines.contract import ARTIFACTS, INPUT_SHAPE, WINDOW_FRAMES, ModelOutputs
+from engines.aqs import QUALITY_BANDS, quality_level
+from engines.contract import ARTIFACTS, INPUT_SHAPE, WINDOW_FRAMES
 from engines.sampler import grid_offsets, planes_from_frame, sample_frame
+from monitor.scoring import score_outputs
+from monitor.windows import WindowRing
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_BATCH = 8
@@ -99,70 +104,82 @@ class ScoreError(Exception):
 # ----------------------------------------------------------------------------------------------
 # Decoding and windows
 # ----------------------------------------------------------------------------------------------
-class FrameCount:
-    """How many frames :func:`iter_windows` decoded (filled in as it goes)."""
+class _Decoder(threading.Thread):
+    """Decode one file and sample its frames into a :class:`~monitor.windows.WindowRing`, as the daemon's
+    readers do, but never dropping a window: it waits while the ring is full (backpressure).
 
-    frames = 0
-
-
-def iter_windows(
-    path: str, progress: "Progress | None" = None, count: FrameCount | None = None
-) -> Iterator[tuple[float, np.ndarray]]:
-    """Decode ``path`` and yield ``(start_s, window)`` for every run of 7 consecutive frames.
-
-    ``window`` is uint8 ``[7, 3, 224, 224]``, a fresh array each time. Frames are sampled straight
-    from their YUV planes by :func:`engines.sampler.sample_frame` at the grid's cell centres. A
-    change of frame size restarts the window. Raises :class:`ScoreError` on open or decode errors.
+    Runs in its own thread so that decoding and sampling overlap inference (PyAV and numpy release the
+    GIL while they work). ``error`` holds a :class:`ScoreError` when the file cannot be read.
     """
-    import av
 
-    try:
-        container = av.open(path)
-    except FileNotFoundError:
-        raise ScoreError("no such file") from None
-    except IsADirectoryError:
-        raise ScoreError("is a directory") from None
-    except PermissionError:
-        raise ScoreError("permission denied") from None
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise ScoreError(f"cannot open: {_reason(exc)}") from None
-    with container:
-        if not container.streams.video:
-            raise ScoreError("no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 25)
-        if progress is not None:
-            progress.start(_duration(container, stream), stream.frames or 0)
-        window = np.empty((WINDOW_FRAMES, *INPUT_SHAPE[1:]), dtype=np.uint8)
-        filled, start_s, size, offsets = 0, 0.0, None, None
-        index = 0
+    def __init__(self, path: str, ring: WindowRing, progress: "Progress | None") -> None:
+        super().__init__(name="score-decode", daemon=True)
+        self.path, self.ring, self.progress = path, ring, progress
+        self.frames = 0
+        self.error: ScoreError | None = None
+        self.done = False
+        self.changed = threading.Condition()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
         try:
-            for frame in container.decode(stream):
-                t = float(frame.time) if frame.time is not None else index / fps
-                index += 1
-                planes = planes_from_frame(frame)
-                if (planes.height, planes.width) != size:
-                    size, filled = (planes.height, planes.width), 0
-                    offsets = grid_offsets(planes.height, planes.width)
-                assert offsets is not None
-                if filled == 0:
-                    start_s = t
-                sample_frame(planes, offsets, out=window[filled])
-                filled += 1
-                if progress is not None:
-                    progress.update(index, t)
-                if filled == WINDOW_FRAMES:
-                    yield start_s, window
-                    window = np.empty_like(window)
-                    filled = 0
-        except (av.error.FFmpegError, OSError, ValueError) as exc:
-            if index == 0:
-                raise ScoreError(f"cannot decode: {_reason(exc)}") from None
-            raise ScoreError(f"decoding failed after {index} frames: {_reason(exc)}") from None
+            self._decode()
+        except ScoreError as exc:
+            self.error = exc
+        except Exception as exc:  # noqa: BLE001 - reported as this file's error line
+            self.error = ScoreError(f"{type(exc).__name__}: {_reason(exc)}")
         finally:
-            if count is not None:
-                count.frames = index
+            with self.changed:
+                self.done = True
+                self.changed.notify_all()
+
+    def _decode(self) -> None:
+        import av
+
+        try:
+            container = av.open(self.path)
+        except FileNotFoundError:
+            raise ScoreError("no such file") from None
+        except IsADirectoryError:
+            raise ScoreError("is a directory") from None
+        except PermissionError:
+            raise ScoreError("permission denied") from None
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise ScoreError(f"cannot open: {_reason(exc)}") from None
+        with container:
+            if not container.streams.video:
+                raise ScoreError("no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            fps = float(stream.average_rate or stream.guessed_rate or 25)
+            if self.progress is not None:
+                self.progress.start(_duration(container, stream), stream.frames or 0)
+            ring, size, offsets = self.ring, None, None
+            try:
+                for frame in container.decode(stream):
+                    if self.stop.is_set():
+                        return
+                    t = float(frame.time) if frame.time is not None else self.frames / fps
+                    self.frames += 1
+                    planes = planes_from_frame(frame)
+                    if (planes.height, planes.width) != size:
+                        size = (planes.height, planes.width)
+                        offsets = grid_offsets(*size)
+                    with self.changed:  # backpressure: wait for the scorer instead of dropping
+                        while ring.ready() >= ring.capacity and not self.stop.is_set():
+                            self.changed.wait(0.1)
+                    out = ring.frame_slot()
+                    if out is not None:
+                        sample_frame(planes, offsets, out=out)  # type: ignore[arg-type]
+                        if ring.frame_done(t, size):
+                            with self.changed:
+                                self.changed.notify_all()
+                    if self.progress is not None:
+                        self.progress.update(self.frames, t)
+            except (av.error.FFmpegError, OSError, ValueError) as exc:
+                if self.frames == 0:
+                    raise ScoreError(f"cannot decode: {_reason(exc)}") from None
+                raise ScoreError(f"decoding failed after {self.frames} frames: {_reason(exc)}") from None
 
 
 def _duration(container: Any, stream: Any) -> float:
@@ -179,36 +196,52 @@ def _reason(exc: BaseException) -> str:
 
 
 def score_file(path: str, engine: Any, batch: int = DEFAULT_BATCH, progress: "Progress | None" = None) -> FileScore:
-    """Score every window of one file (raises :class:`ScoreError` when it cannot be scored)."""
+    """Score every window of one file (raises :class:`ScoreError` when it cannot be scored).
+
+    Windows are back-to-back 7-frame runs (``stride`` 7) assembled by the daemon's
+    :class:`~monitor.windows.WindowRing`; a window's ``start_s`` is its first frame's timestamp.
+    Scores come from :func:`monitor.scoring.score_outputs`, the daemon's AQS step.
+    """
     started = time.monotonic()
     result = FileScore(path=path, engine=asdict(engine.info))
-    buffer = np.empty((batch, WINDOW_FRAMES, *INPUT_SHAPE[1:]), dtype=np.uint8)
-    starts: list[float] = []
-    count = FrameCount()
-
-    def flush() -> None:
-        if not starts:
-            return
-        out: ModelOutputs = engine.infer(buffer[: len(starts)])
-        probabilities = out.artifact_probabilities
-        scores = aqs(out.quality, probabilities, out.intensity)
-        for i, start_s in enumerate(starts):
-            result.windows.append(
-                WindowScore(start_s, float(scores[i]), float(out.quality[i]), probabilities[i].copy(), out.intensity[i].copy())
-            )
-        starts.clear()
-
+    ring = WindowRing(capacity=2 * batch, stride=WINDOW_FRAMES)
+    buffer = np.empty((batch, *INPUT_SHAPE), dtype=np.uint8)
+    decoder = _Decoder(path, ring, progress)
+    decoder.start()
     try:
-        for start_s, window in iter_windows(path, progress, count):
-            buffer[len(starts)] = window
-            starts.append(start_s)
-            if len(starts) == batch:
-                flush()
-        flush()
+        while True:
+            with decoder.changed:
+                while ring.ready() < batch and not decoder.done:
+                    decoder.changed.wait(0.1)
+                finished = decoder.done
+            starts = []
+            while len(starts) < batch:
+                meta = ring.pop_into(buffer[len(starts)])
+                if meta is None:
+                    break
+                starts.append(meta.first_frame_time)
+            with decoder.changed:
+                decoder.changed.notify_all()  # room in the ring again
+            if starts:
+                outputs = engine.infer(buffer[: len(starts)])
+                scores, probabilities, intensities = score_outputs(outputs)
+                for i, start_s in enumerate(starts):
+                    result.windows.append(
+                        WindowScore(start_s, float(scores[i]), float(outputs.quality[i]),
+                                    probabilities[i].copy(), intensities[i].copy())
+                    )
+            elif finished:
+                break
     finally:
-        result.frames = count.frames
+        decoder.stop.set()
+        with decoder.changed:
+            decoder.changed.notify_all()
+        decoder.join()
+        result.frames = decoder.frames
         if progress is not None:
             progress.finish()
+    if decoder.error is not None:
+        raise decoder.error
     if not result.windows:
         raise ScoreError(f"too short: {result.frames} frame(s) decoded, a window needs {WINDOW_FRAMES}")
     result.elapsed_s = time.monotonic() - started
