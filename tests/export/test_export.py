@@ -102,3 +102,25 @@ def test_peers_piqe_and_brisque_rank_obvious_damage():
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
     assert brisque(clean) < brisque(blocky) and brisque(clean) < brisque(blurred)
+
+
+def test_trt_build_imports_tensorrt_lazily():
+    import subprocess
+    import sys
+
+    code = "import sys, export.trt_build; assert 'tensorrt' not in sys.modules and 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=MODELS.parents[1])
+
+
+def test_trt_build_fp16_engine(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pytest.skip("TensorRT is not installable on these machines")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT is installed but no CUDA GPU is visible")
+    from export.trt_build import build_engine
+
+    path = build_engine(MODELS / "aqs_mnv3_small.onnx", tmp_path / "m.plan", fp16=True, max_batch=4, opt_batch=2)
+    assert path.stat().st_size > 0
