@@ -161,17 +161,30 @@ def _create_session(ort, entry: ModelFile, providers: list, threads: int):
     return session
 
 
-def load(model: str, model_dir: Path | None = None, threads: int | None = None) -> OnnxRuntimeEngine:
-    """Load ``model`` (an architecture name such as ``aqs_effnet_b0``) on the best provider that works."""
+def load(
+    model: str,
+    model_dir: Path | None = None,
+    threads: int | None = None,
+    *,
+    precision: str | None = None,
+    providers: tuple[str, ...] | None = None,
+) -> OnnxRuntimeEngine:
+    """Load ``model`` (an architecture name such as ``aqs_effnet_b0``) on the best provider that works.
+
+    ``precision`` ("int8", "fp32"...) pins the model file; ``providers`` restricts the execution providers
+    (e.g. ``("CPUExecutionProvider",)``). Both default to the automatic choice (for benchmarks and tools).
+    """
     ort = _import_onnxruntime()
     directory = resolve_model_dir(model_dir)
     threads = threads if threads and threads > 0 else default_threads()
-    gpu_wanted = tuple(p for p in GPU_PROVIDERS if p in ort.get_available_providers())
+    allowed = providers or tuple(ort.get_available_providers())
+    gpu_wanted = tuple(p for p in GPU_PROVIDERS if p in allowed and p in ort.get_available_providers())
 
-    cpu_files = find_model_files(model, "onnx", directory, CPU_PRECISIONS)
-    gpu_files = find_model_files(model, "onnx", directory, GPU_PRECISIONS)
+    cpu_files = find_model_files(model, "onnx", directory, (precision,) if precision else CPU_PRECISIONS)
+    gpu_files = find_model_files(model, "onnx", directory, (precision,) if precision else GPU_PRECISIONS)
     if not cpu_files and not gpu_files:
-        raise EngineUnavailable(f"{directory}: no ONNX file for model {model!r} in the manifest")
+        what = f"{precision} " if precision else ""
+        raise EngineUnavailable(f"{directory}: no {what}ONNX file for model {model!r} in the manifest")
 
     skipped: list[tuple[str, str]] = []
     if gpu_wanted and gpu_files:
