@@ -97,7 +97,10 @@ def _axis_offsets(length: int, rng: np.random.Generator | None) -> np.ndarray:
         shift = np.full(FRAGMENT_GRID, slack // 2)
     else:
         shift = rng.integers(0, slack + 1, size=FRAGMENT_GRID)
-    return ((starts + shift) // 2 * 2).astype(np.intp)
+    # even positions (4:2:0 chroma stays aligned) that keep the fragment inside its cell, also
+    # where a cell starts on an odd row or column
+    first_even, last_even = (starts + 1) // 2 * 2, (starts + slack) // 2 * 2
+    return np.clip((starts + shift) // 2 * 2, first_even, last_even).astype(np.intp)
 
 
 def sample_frame(planes: Planes, offsets: Offsets, out: np.ndarray | None = None) -> np.ndarray:

@@ -1,0 +1,89 @@
+"""AQS: range, monotonicity in artifact evidence, clean windows, reachable extremes, bands."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from engines.aqs import ARTIFACT_WEIGHTS, QUALITY_BANDS, aqs, dominant_artifact, quality_level
+from engines.contract import ARTIFACTS, NUM_ARTIFACTS
+
+unit = st.floats(0.0, 1.0, allow_nan=False, width=32)
+loose = st.floats(-5.0, 5.0, allow_nan=False, width=32)  # out-of-range inputs are clipped
+vectors = arrays(np.float32, NUM_ARTIFACTS, elements=unit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(q=loose, p=arrays(np.float32, NUM_ARTIFACTS, elements=loose), s=arrays(np.float32, NUM_ARTIFACTS, elements=loose))
+def test_output_is_in_unit_range(q, p, s):
+    value = aqs(np.array([q]), p[None], s[None])
+    assert value.shape == (1,) and value.dtype == np.float32
+    assert 0.0 <= float(value[0]) <= 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(q=unit, p=vectors, s=vectors, k=st.integers(0, NUM_ARTIFACTS - 1), dp=unit, ds=unit)
+def test_more_evidence_never_raises_the_score(q, p, s, k, dp, ds):
+    base = aqs(np.array([q]), p[None], s[None])[0]
+    more_p, more_s = p.copy(), s.copy()
+    more_p[k] = min(1.0, more_p[k] + dp)
+    more_s[k] = min(1.0, more_s[k] + ds)
+    assert aqs(np.array([q]), more_p[None], s[None])[0] <= base + 1e-7
+    assert aqs(np.array([q]), p[None], more_s[None])[0] <= base + 1e-7
+    assert aqs(np.array([q]), more_p[None], more_s[None])[0] <= base + 1e-7
+
+
+@settings(max_examples=200, deadline=None)
+@given(q=unit, s=vectors, p=vectors)
+def test_clean_window_scores_its_quality(q, s, p):
+    assert aqs(np.array([q]), np.zeros((1, NUM_ARTIFACTS)), s[None])[0] == pytest.approx(q, abs=1e-6)
+    assert aqs(np.array([q]), p[None], np.zeros((1, NUM_ARTIFACTS)))[0] == pytest.approx(q, abs=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(q1=unit, q2=unit, p=vectors, s=vectors)
+def test_monotone_in_quality(q1, q2, p, s):
+    lo, hi = sorted((q1, q2))
+    assert aqs(np.array([lo]), p[None], s[None])[0] <= aqs(np.array([hi]), p[None], s[None])[0] + 1e-7
+
+
+def test_full_range_is_reachable():
+    zeros, ones = np.zeros((1, NUM_ARTIFACTS)), np.ones((1, NUM_ARTIFACTS))
+    assert aqs(np.array([1.0]), zeros, zeros)[0] == pytest.approx(1.0)
+    assert aqs(np.array([0.0]), zeros, zeros)[0] == 0.0
+    assert aqs(np.array([1.0]), ones, ones)[0] < 0.3  # severe degradation reads "very poor" ...
+    for k, name in enumerate(ARTIFACTS):  # ... and each artifact alone, fully present, costs its weight
+        p = np.zeros((1, NUM_ARTIFACTS))
+        p[0, k] = 1.0
+        assert aqs(np.array([1.0]), p, p)[0] == pytest.approx(1.0 - ARTIFACT_WEIGHTS[name], abs=1e-6)
+
+
+def test_batch_shape():
+    rng = np.random.default_rng(0)
+    out = aqs(rng.random(5), rng.random((5, NUM_ARTIFACTS)), rng.random((5, NUM_ARTIFACTS)))
+    assert out.shape == (5,)
+
+
+@pytest.mark.parametrize(
+    ("score", "band"),
+    [(1.0, "excellent"), (0.85, "excellent"), (0.8499, "good"), (0.70, "good"), (0.6999, "fair"), (0.5, "fair"),
+     (0.4999, "poor"), (0.3, "poor"), (0.2999, "very_poor"), (0.0, "very_poor")],
+)
+def test_quality_bands(score, band):
+    assert quality_level(score) == band
+
+
+@given(st.floats(0.0, 1.0, allow_nan=False))
+def test_bands_are_ordered(score):
+    names = [name for _, name in QUALITY_BANDS]
+    assert names.index(quality_level(score)) >= names.index(quality_level(min(1.0, score + 0.1)))
+
+
+def test_dominant_artifact_is_the_largest_penalty():
+    p = np.zeros(NUM_ARTIFACTS)
+    s = np.zeros(NUM_ARTIFACTS)
+    p[ARTIFACTS.index("judder")] = s[ARTIFACTS.index("judder")] = 0.9
+    p[ARTIFACTS.index("blocking")] = s[ARTIFACTS.index("blocking")] = 0.5
+    assert dominant_artifact(p, s) == "judder"
