@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many steps (tests)")
+    parser.add_argument("--max-minutes", type=float, default=0.0,
+                        help="stop after the epoch that passes this much training time (0: no limit)")
     parser.add_argument("--wait-for-data", type=float, default=0.0, help="seconds to wait for the first shard")
     args = parser.parse_args(argv)
 
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = args.runs / args.model
     out.mkdir(parents=True, exist_ok=True)
+    (out / "command.txt").write_text("python -m export.train " + " ".join(argv if argv is not None else sys.argv[1:]) + "\n")
     train_cache, heldout_cache = ShardCache(args.data / "train"), ShardCache(args.data / "heldout")
 
     torch.manual_seed(args.seed)
@@ -227,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
             f.write(json.dumps(record) + "\n")
         summary = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if k != "heldout_auc"}
         print(json.dumps(summary), flush=True)
+        if args.max_minutes and elapsed > 60 * args.max_minutes and epoch + 1 < args.epochs:
+            print(f"stopping after epoch {epoch + 1}: {elapsed / 60:.1f} min > --max-minutes {args.max_minutes}",
+                  file=sys.stderr)
+            break
     return 0
 
 

@@ -1,0 +1,207 @@
+"""Evaluate the shipped models and the classical peers on the held-out split (for the model card).
+
+    python -m export.evaluate --out runs/evaluation.json
+
+1. Every ONNX file in ``engines/models`` on the held-out windows (the shards): SROCC and PLCC of
+   ``quality`` and of AQS (:func:`engines.aqs.aqs`) against VMAF / 100, per-artifact ROC-AUC.
+2. The peers PIQE and BRISQUE (:mod:`export.peers`) on the same held-out windows: the whole
+   decoded middle frame of each window, taken from the held-out clip files
+   (``data/heldout_clips``, listed in ``data/dataset/manifest.json``); lower is better for both, so
+   their correlations are reported for the negated score. The models are re-scored on exactly the
+   windows whose clip files exist, so all numbers compare like with like.
+3. The issue's acceptance check on real files: each held-out clean reference clip and its x264
+   CRF 46 encode, scored by ``vqa-monitor score`` (the same decoder, sampler, engine and AQS as the
+   daemon), with the encode's VMAF.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engines.aqs import aqs
+from engines.contract import ARTIFACTS, WINDOW_FRAMES
+from engines.contract import sigmoid as np_sigmoid
+from export.metrics import artifact_aucs, mean_defined, plcc, srocc
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = REPO / "engines" / "models"
+
+
+def load_heldout(directory: Path) -> dict[str, np.ndarray]:
+    """All held-out shards with a ``window`` index (position of the window inside its clip)."""
+    parts = []
+    for path in sorted(directory.glob("shard_*.npz")):
+        with np.load(path, allow_pickle=False) as z:
+            parts.append({k: z[k] for k in ("windows", "quality", "presence", "intensity", "clip_id", "degradation")})
+    data = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    position = np.zeros(len(data["clip_id"]), dtype=np.int64)
+    seen: dict[int, int] = {}
+    for i, clip in enumerate(data["clip_id"].tolist()):
+        position[i] = seen.get(clip, 0)
+        seen[clip] = position[i] + 1
+    data["window"] = position
+    return data
+
+
+def model_metrics(path: Path, data: dict[str, np.ndarray], rows: np.ndarray, threads: int = 2) -> dict:
+    from export.quantize import run, session
+
+    quality, logits, intensity = run(session(path, threads), data["windows"][rows])
+    score = aqs(quality, np_sigmoid(logits), intensity)
+    target = data["quality"][rows]
+    aucs = artifact_aucs(logits, data["presence"][rows])
+    return {
+        "windows": int(len(rows)),
+        "quality_srocc": srocc(quality, target), "quality_plcc": plcc(quality, target),
+        "aqs_srocc": srocc(score, target), "aqs_plcc": plcc(score, target),
+        "mean_auc": mean_defined(aucs.values()), "auc": aucs,
+        "positives": {name: int(data["presence"][rows][:, k].sum()) for k, name in enumerate(ARTIFACTS)},
+        "clean_windows_mean_aqs": float(score[data["presence"][rows].sum(1) == 0].mean())
+        if (data["presence"][rows].sum(1) == 0).any() else None,
+    }
+
+
+def locate(recorded: str | None, data_dir: Path, folder: str) -> Path | None:
+    """A file named in the dataset manifest: where it was written, else under ``folder`` beside or
+    inside the dataset directory (a copied dataset keeps its clips there)."""
+    if not recorded:
+        return None
+    path = Path(recorded) if Path(recorded).is_absolute() else REPO / recorded
+    for candidate in (path, data_dir / folder / path.name, data_dir.parent / folder / path.name):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def middle_frames(path: Path, windows: list[int]) -> dict[int, np.ndarray]:
+    """RGB of the middle frame of each requested window of a clip file (whole decoded frames)."""
+    import av
+
+    wanted = {w * WINDOW_FRAMES + WINDOW_FRAMES // 2: w for w in windows}
+    frames = {}
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                frames[wanted[index]] = frame.to_ndarray(format="rgb24")
+            if index >= max(wanted):
+                break
+    return frames
+
+
+def peer_scores(data: dict[str, np.ndarray], manifest: dict, data_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """PIQE and BRISQUE for every held-out window whose clip file exists; returns the rows used."""
+    from tqdm import tqdm
+
+    from export.peers import Brisque, piqe
+
+    brisque = Brisque()
+    files = {m["clip_id"]: m.get("distorted") for m in manifest["clips"] if m["split"] == "heldout"}
+    rows, piqe_scores, brisque_scores = [], [], []
+    by_clip: dict[int, list[int]] = {}
+    for row, clip in enumerate(data["clip_id"].tolist()):
+        by_clip.setdefault(clip, []).append(row)
+    for clip, clip_rows in tqdm(sorted(by_clip.items()), desc="peers", unit="clip", mininterval=10):
+        path = locate(files.get(clip), data_dir, "heldout_clips")
+        if path is None:
+            continue
+        frames = middle_frames(path, [int(data["window"][r]) for r in clip_rows])
+        for r in clip_rows:
+            rgb = frames.get(int(data["window"][r]))
+            if rgb is None:
+                continue
+            rows.append(r)
+            piqe_scores.append(piqe(rgb))
+            brisque_scores.append(brisque(rgb))
+    return np.asarray(rows, dtype=np.int64), {"piqe": np.asarray(piqe_scores), "brisque": np.asarray(brisque_scores)}
+
+
+def score_files(files: list[Path], engine: str) -> list[dict]:
+    """``vqa-monitor score --json`` on files, exactly as a user runs it."""
+    cmd = [sys.executable, "-m", "monitor", "score", "--json", "--engine", engine, *map(str, files)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if not results:
+        raise RuntimeError(f"score failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return results
+
+
+def clean_and_crf46(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
+    """Held-out clean references and their x264 CRF 46 encodes, scored by ``vqa-monitor score``."""
+    from export.degrade import decode_rgb, encode
+    from export.vmaf import vmaf_frames
+
+    refs = sorted({m["reference"] for m in manifest["clips"] if m["split"] == "heldout"})[:limit]
+    pairs = []
+    for ref in refs:
+        ref_path = locate(ref, data_dir, "refs")
+        if ref_path is None:
+            continue
+        crf46 = work / f"{ref_path.stem}.x264crf46.mkv"
+        encode(decode_rgb(ref_path), crf46, "x264", 46, preset="medium")
+        pairs.append((ref_path, crf46, float(vmaf_frames(crf46, ref_path, n_threads=2).mean())))
+    report: dict = {"clips": [{"reference": str(r.relative_to(REPO)) if r.is_relative_to(REPO) else str(r),
+                               "crf46_vmaf": v} for r, _, v in pairs]}
+    for engine in engines:
+        clean = score_files([p[0] for p in pairs], engine)
+        bad = score_files([p[1] for p in pairs], engine)
+        for entry, c, b in zip(report["clips"], clean, bad):
+            entry[engine] = {"clean_aqs": c["aqs"], "crf46_aqs": b["aqs"], "engine": c.get("engine"),
+                             "crf46_artifacts": {k: round(v, 3) for k, v in b["artifacts"].items() if v >= 0.3}}
+        clean_aqs = np.array([c["aqs"] for c in clean])
+        bad_aqs = np.array([b["aqs"] for b in bad])
+        report[engine] = {
+            "clean_aqs_mean": float(clean_aqs.mean()), "clean_aqs_min": float(clean_aqs.min()),
+            "crf46_aqs_mean": float(bad_aqs.mean()), "crf46_aqs_max": float(bad_aqs.max()),
+            "clean_ge_0.85": int((clean_aqs >= 0.85).sum()), "crf46_le_0.4": int((bad_aqs <= 0.4).sum()),
+            "pairs": len(pairs),
+        }
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset")
+    parser.add_argument("--models", type=Path, default=MODELS)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "evaluation.json")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--engines", default="onnxruntime:aqs_effnet_b0,onnxruntime:aqs_mnv3_small,classical",
+                        help="comma-separated engine specs for the clean / CRF 46 check")
+    parser.add_argument("--clean-clips", type=int, default=12, help="held-out references to check")
+    parser.add_argument("--skip-peers", action="store_true")
+    args = parser.parse_args(argv)
+
+    started = time.time()
+    data = load_heldout(args.data / "heldout")
+    manifest = json.loads((args.data / "manifest.json").read_text())
+    report: dict = {"heldout_windows": int(len(data["quality"])), "heldout_clips": int(len(set(data["clip_id"].tolist())))}
+    all_rows = np.arange(len(data["quality"]))
+    report["models"] = {p.name: model_metrics(p, data, all_rows, args.threads) for p in sorted(args.models.glob("*.onnx"))}
+
+    if not args.skip_peers:
+        rows, peers = peer_scores(data, manifest, args.data)
+        target = data["quality"][rows]
+        report["peer_windows"] = int(len(rows))
+        report["peers"] = {name: {"srocc": srocc(-s, target), "plcc": plcc(-s, target), "mean": float(s.mean())}
+                           for name, s in peers.items()}
+        report["models_on_peer_windows"] = {
+            p.name: {k: v for k, v in model_metrics(p, data, rows, args.threads).items() if k not in ("auc", "positives")}
+            for p in sorted(args.models.glob("*.onnx"))
+        }
+    with tempfile.TemporaryDirectory() as tmp:
+        report["clean_vs_crf46"] = clean_and_crf46(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
+    report["seconds"] = round(time.time() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "models"}, indent=1)[:6000])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
