@@ -38,7 +38,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_timestamp(record), f"{record.levelname:<7}", record.getMessage()]
+        parts = [_timestamp(record), f"{record.levelname:<7}", record.getMessage().replace("\n", "\\n")]
         for key, value in _fields(record).items():
             text = str(value)
             if not text or any(c in text for c in ' "='):

@@ -1,0 +1,64 @@
+"""SIGHUP reload (add, remove, change, invalid) and SIGTERM timing."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from servers import Scrape, daemon_config, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def stream_series(scrape: Scrape, stream: str) -> list[str]:
+    return sorted({name for (name, labels) in scrape.samples if ("stream", stream) in labels})
+
+
+def test_sighup_add_remove_change_and_invalid(daemon, test_clip: Path) -> None:
+    port = free_port()
+    clip = str(test_clip)
+    config = daemon_config([{"name": "a", "url": clip}, {"name": "b", "url": clip}], port)
+    d = daemon(config)
+    for name in ("a", "b"):
+        d.wait_value("vqa_windows_scored_total", lambda v: v >= 1, timeout=40, stream=name)
+    assert "vqa_aqs" in stream_series(d.scrape(), "b")
+
+    # add c, remove b, change a (stride): c appears, every series of b disappears, a keeps its counters
+    a_before = d.value("vqa_windows_scored_total", stream="a")
+    d.reload(daemon_config([{"name": "a", "url": clip, "stride": 5}, {"name": "c", "url": clip}], port))
+    d.wait_value("vqa_windows_scored_total", lambda v: v >= 1, timeout=30, stream="c")
+    wait_until(lambda: not stream_series(d.scrape(), "b"), 10, what="series of b removed")
+    assert d.value("vqa_windows_scored_total", stream="a") >= a_before
+    assert d.value("vqa_config_last_reload_successful") == 1
+    assert any(e.get("event") == "reloaded" and e.get("added") == "c" and e.get("removed") == "b"
+               and e.get("restarted") == "a" for e in d.events())
+
+    # an invalid config is logged and the running one stays
+    c_before = d.value("vqa_windows_scored_total", stream="c")
+    d.reload("streams: [{name: a, url: 'lavfi:testsrc2', bogus: 1}]\n")
+    d.wait_value("vqa_config_last_reload_successful", lambda v: v == 0, timeout=10)
+    rejected = [e for e in d.events() if e.get("event") == "reload_rejected"]
+    assert any("streams[0].bogus: unknown key" in str(e.get("problem")) for e in rejected)
+    d.wait_value("vqa_windows_scored_total", lambda v: v >= c_before + 2, timeout=20, stream="c")
+    assert d.scrape().streams() == {"a", "c"}
+
+    # SIGTERM: gone within 5 s (the contract), cleanly
+    elapsed = d.terminate()
+    assert elapsed < 5.0, elapsed
+    assert d.proc.returncode == 0
+    assert any(e.get("event") == "stopped" for e in d.events())
+
+
+def test_readyz_and_failed_listen(daemon, tmp_path: Path) -> None:
+    port = free_port()
+    # a stream that never comes up: alive, not ready
+    d = daemon(daemon_config([{"name": "dead", "url": f"rtsp://127.0.0.1:{free_port()}/x"}], port))
+    wait_until(lambda: d.get("/readyz")[0] == 503 and "no stream is up" in d.get("/readyz")[1], 30, what="503")
+    assert d.get("/healthz")[0] == 200
+    d.wait_value("vqa_stream_reconnects_total", lambda v: v >= 2, timeout=20, stream="dead")
+    assert d.value("vqa_stream_up", stream="dead") == 0
+    # a second daemon on the same port fails with exit 1 and a clear line
+    other = daemon(daemon_config([], port), wait=None)
+    assert other.proc.wait(30) == 1
+    assert "cannot listen on the metrics address" in other.logs()
