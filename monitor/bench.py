@@ -499,8 +499,14 @@ def rtsp_server(clip: Path) -> Iterator[str]:
         line = server.stdout.readline() if server.stdout else ""
         if "ready" not in line:
             raise RuntimeError("gst-rtsp-server did not start (is gir1.2-gst-rtsp-server-1.0 installed?)")
+        # MPEG-TS first (Annex B with in-band SPS/PPS, which h264parse needs; looping an MP4 through
+        # h264_mp4toannexb breaks at the first wrap), then relayed as RTP in real time.
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vqa-rtsp-")))
+        relay = tmp / "clip.ts"
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy", "-an",
+                        "-f", "mpegts", str(relay)], check=True, timeout=60)
         feeder = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-                                   "-i", str(clip), "-c", "copy", "-bsf:v", "h264_mp4toannexb", "-an", "-f", "rtp", "-payload_type", "96",
+                                   "-i", str(relay), "-c", "copy", "-an", "-f", "rtp", "-payload_type", "96",
                                    f"rtp://127.0.0.1:{udp_port}?pkt_size=1200"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         stack.callback(_stop, feeder)
