@@ -8,7 +8,7 @@ write the result to a yuv420p file (lossless, or the encoder's own output), deco
 label every frame with VMAF against the reference, and cut 4 non-overlapping 7-frame windows with
 :func:`engines.sampler.sample_frame` (one seeded ``grid_offsets`` draw per window).
 
-Output (a contract with training, see :mod:`export.dataset`)::
+Output (a contract with :mod:`export.train`, :mod:`export.train_classical` and :mod:`export.evaluate`)::
 
     OUT/{train,heldout}/shard_XXXXX.npz   windows uint8 [M,7,3,224,224], quality f32 [M],
                                           presence f32 [M,10], intensity f32 [M,10], clip_id i32 [M],

@@ -128,7 +128,10 @@ def motion_blur(scene, times: Sequence[float], shutter: float, substeps: int = 0
     length = speed * shutter
     if substeps <= 0:
         substeps = int(np.clip(np.ceil(length / 1.5), 3, 16))
-    frames = scene.render(times, shutter=shutter, substeps=substeps)
+    # Scene.render samples both ends of the interval it is given, which smears n/(n-1) x too far (1.5x at
+    # n = 3).  Samples at the centres of n equal slices of the shutter (midpoint rule, spacing L/n) are
+    # the end points of an interval (n-1)/n as long.
+    frames = scene.render(times, shutter=shutter * (substeps - 1) / substeps, substeps=substeps)
     return frames, Labels().add("motion_blur", length / 24.0, length >= 3.0)
 
 

@@ -1,6 +1,6 @@
 """Export an AQS torch model to ONNX (opset 18, dynamic batch) and check parity with torch.
 
-    python -m export.export_onnx --model aqs_effnet_b0 --weights runs/aqs_effnet_b0/best.pt \
+    python -m export.export_onnx --model aqs_effnet_b0 --weights runs/aqs_effnet_b0/weights.pt \
         --out engines/models/aqs_effnet_b0.onnx
 
 Without ``--weights`` a seeded, randomly initialised model is exported (the untrained placeholder).
@@ -71,6 +71,15 @@ def parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.ndarray) -
     return {name: float(np.max(np.abs(e - g))) for name, e, g in zip(OUTPUT_NAMES, expected, got)}
 
 
+def save_fp16_safetensors(model: torch.nn.Module, out: str | Path) -> Path:
+    """Plain fp16 tensors for the torch engine (it runs fp16 on CUDA; on CPU they load into fp32)."""
+    from safetensors.torch import save_file
+
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out))
+    return Path(out)
+
+
 def seeded_model(name: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return build_model(name).eval()
@@ -84,12 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--legacy", action="store_true", help="TorchScript exporter instead of dynamo")
     parser.add_argument("--parity-windows", help="npz shard whose 'windows' are used for the parity check")
+    parser.add_argument("--safetensors", help="also write the weights here as fp16 safetensors (torch engine)")
     args = parser.parse_args(argv)
 
     model = seeded_model(args.model, args.seed)
     if args.weights:
         load_weights(model, args.weights)
     path = export(model, args.out, dynamo=not args.legacy)
+    if args.safetensors:
+        save_fp16_safetensors(model, args.safetensors)
     if args.parity_windows:
         windows = np.load(args.parity_windows)["windows"][:4]
     else:

@@ -1,6 +1,6 @@
 """Write ``engines/models/manifest.json`` and ``engines/models/MODEL_CARD.md``.
 
-    python -m export.model_card --report runs/report.json      # the trained models' card
+    python -m export.model_card --report runs/evaluation.json     # the trained models' card
     python -m export.model_card --placeholder                  # untrained placeholders
 
 The manifest lists every shipped file with its sha256, architecture and precision; the engines
@@ -31,16 +31,20 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+SHIPPED_SUFFIXES = (".onnx", ".safetensors")
+PRECISION_TAGS = ("int8", "fp16")
+
+
 def describe(path: Path) -> dict[str, str]:
-    """Manifest entry of one shipped ONNX file (name ``<architecture>[.int8].onnx``)."""
-    stem = path.name[: -len(".onnx")]
-    precision = "int8" if stem.endswith(".int8") else "fp32"
-    return {"sha256": sha256(path), "architecture": stem.removesuffix(".int8"), "precision": precision}
+    """Manifest entry of one shipped file, named ``<architecture>[.int8|.fp16].{onnx,safetensors}``."""
+    stem = path.name[: -len(path.suffix)]
+    precision = next((tag for tag in PRECISION_TAGS if stem.endswith("." + tag)), "fp32")
+    return {"sha256": sha256(path), "architecture": stem.removesuffix("." + precision), "precision": precision}
 
 
 def write_manifest(models_dir: Path = MODELS_DIR) -> dict:
     files = {}
-    for path in sorted(models_dir.glob("*.onnx")):
+    for path in sorted(p for p in models_dir.iterdir() if p.suffix in SHIPPED_SUFFIXES):
         if path.stat().st_size >= MAX_FILE_BYTES:
             raise ValueError(f"{path} is {path.stat().st_size} bytes, over the 25 MB limit for shipped files")
         files[path.name] = describe(path)
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--placeholder", action="store_true")
     parser.add_argument("--report", type=Path, help="JSON report from export.evaluate")
     args = parser.parse_args(argv)
+    if not args.placeholder and args.report is None:
+        parser.error("give --report runs/evaluation.json (from export.evaluate), or --placeholder")
     manifest = write_manifest(args.models_dir)
     if args.placeholder:
         text = placeholder_card(manifest, args.models_dir)

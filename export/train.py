@@ -2,6 +2,8 @@
 
     nice -n 5 python -m export.train --model aqs_effnet_b0 --epochs 10 --batch-size 24
     nice -n 5 python -m export.train --model aqs_effnet_b0 --epochs 10 --resume     # go on after a stop
+    nice -n 5 python -m export.train --model aqs_effnet_b0 --epochs 14 --crop-fragments 4 --full-epochs 2
+        # 4x4-fragment crops (~1/3 of the cost) for the first 12 epochs, the whole 7x7 mosaic for the last 2
 
 Reads ``data/dataset/train/shard_*.npz`` (re-listed every epoch, so shards that appear while
 training runs are picked up) and evaluates on ``data/dataset/heldout/shard_*.npz`` after each
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from engines.architectures import DEFAULT_KEY_FRAMES, MODEL_NAMES, build_model
+from engines.contract import FRAGMENT_GRID, FRAGMENT_SIZE
 from export.metrics import artifact_aucs, mean_defined, plcc, srocc
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,9 +94,28 @@ def losses(outputs, quality, presence, intensity) -> dict[str, torch.Tensor]:
     return parts
 
 
-def batch_tensors(split: Split, index: np.ndarray, flip: np.ndarray, device: torch.device):
-    """Windows (horizontally flipped where ``flip``) and labels of ``index``, on ``device``."""
-    windows = torch.from_numpy(split.windows[index])
+def crop_fragments(windows: np.ndarray, fragments: int, rng: np.random.Generator) -> np.ndarray:
+    """A random fragment-aligned ``fragments`` x ``fragments`` crop of each window's mosaic.
+
+    Every fragment is native-resolution content, so a crop is a smaller but equally valid input; the
+    backbone then costs (fragments / 7)^2 of the full mosaic, which is what makes training on a CPU fit.
+    """
+    side = fragments * FRAGMENT_SIZE
+    out = np.empty((*windows.shape[:3], side, side), dtype=windows.dtype)
+    rows, cols = rng.integers(0, FRAGMENT_GRID - fragments + 1, size=(2, len(windows))) * FRAGMENT_SIZE
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        out[i] = windows[i, ..., r : r + side, c : c + side]
+    return out
+
+
+def batch_tensors(split: Split, index: np.ndarray, flip: np.ndarray, device: torch.device,
+                  crop: int = 0, rng: np.random.Generator | None = None):
+    """Windows (cropped to ``crop`` fragments if set, horizontally flipped where ``flip``) and labels of
+    ``index``, on ``device``."""
+    windows = split.windows[index]
+    if crop and crop < FRAGMENT_GRID:
+        windows = crop_fragments(windows, crop, rng or np.random.default_rng())
+    windows = torch.from_numpy(windows)
     if flip.any():
         windows[flip] = windows[flip].flip(-1)
     labels = [torch.from_numpy(getattr(split, key)[index]).to(device) for key in LABELS[1:]]
@@ -144,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key-frames", type=lambda s: tuple(int(k) for k in s.split(",")), default=DEFAULT_KEY_FRAMES)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--crop-fragments", type=int, default=0,
+                        help="train on random K x K fragment crops of the 7x7 mosaic (0: whole mosaic)")
+    parser.add_argument("--full-epochs", type=int, default=1,
+                        help="with --crop-fragments: the last N epochs train on the whole mosaic")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many steps (tests)")
     parser.add_argument("--max-minutes", type=float, default=0.0,
@@ -188,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng([args.seed, epoch])
         torch.manual_seed(args.seed * 1000 + epoch)
         order = rng.permutation(len(train))
+        crop = args.crop_fragments if epoch < args.epochs - args.full_epochs else 0
         steps = len(order) // args.batch_size
         if args.max_steps:
             steps = min(steps, args.max_steps)
@@ -200,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             index = order[step * args.batch_size : (step + 1) * args.batch_size]
-            windows, (quality, presence, intensity) = batch_tensors(train, index, rng.random(len(index)) < 0.5, device)
+            windows, (quality, presence, intensity) = batch_tensors(train, index, rng.random(len(index)) < 0.5, device,
+                                                                    crop=crop, rng=rng)
             parts = losses(model(windows), quality, presence, intensity)
             optimizer.zero_grad(set_to_none=True)
             parts["total"].backward()
@@ -214,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             "epoch": epoch + 1,
             "train_windows": len(train),
             "steps": steps,
+            "crop_fragments": crop or FRAGMENT_GRID,
             **{f"train_loss_{k}": v / max(steps, 1) for k, v in totals.items()},
         }
         heldout = heldout_cache.refresh()

@@ -55,21 +55,10 @@ MIN_POSITIVES = 8
 # Data
 # ----------------------------------------------------------------------------------------------
 def read_shard(path: Path) -> dict[str, np.ndarray]:
-    """One shard: windows [M,7,3,224,224] uint8, quality [M] (VMAF/100), presence and intensity [M,10].
-
-    Uses the dataset reader (``export/dataset.py``) when it offers ``load_shard``, else reads the npz.
-    """
-    try:
-        from export import dataset as reader  # the data side's reader
-    except ImportError:
-        reader = None
-    if reader is not None and hasattr(reader, "load_shard"):
-        shard = reader.load_shard(path)
-        get = (lambda k: shard.get(k)) if isinstance(shard, dict) else (lambda k: getattr(shard, k, None))
-        arrays = {k: get(k) for k in (*LABELS, "source")}
-    else:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: (npz[k] if k in npz.files else None) for k in (*LABELS, "source")}
+    """One shard of :mod:`export.build_dataset`: windows [M,7,3,224,224] uint8, quality [M] (VMAF/100),
+    presence and intensity [M,10], source [M]."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: (npz[k] if k in npz.files else None) for k in (*LABELS, "source")}
     n = len(arrays["quality"])
     source = arrays["source"]
     arrays["source"] = np.asarray(source).astype(str) if source is not None else np.full(n, f"{path.name}")

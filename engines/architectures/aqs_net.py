@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from engines.contract import (
-    FRAGMENT_GRID,
     FRAGMENT_SIZE,
     NORMALIZE_MEAN,
     NORMALIZE_STD,
@@ -76,10 +75,15 @@ class TemporalBranch(nn.Module):
 
 
 def motion_energy(absdiff: torch.Tensor) -> torch.Tensor:
-    """Per-step energy of ``|Y[t+1] - Y[t]|`` ``[N, 6, 224, 224]`` -> ``[N, ENERGY_FEATURES]``."""
+    """Per-step energy of ``|Y[t+1] - Y[t]|`` ``[N, 6, H, W]`` -> ``[N, ENERGY_FEATURES]``.
+
+    H and W are whole numbers of fragments: 224 (the 7x7 mosaic) in use, smaller fragment-aligned
+    crops of it in training (see ``export.train --crop-fragments``).
+    """
     n, steps = absdiff.shape[0], absdiff.shape[1]
-    per_fragment = absdiff.reshape(n, steps, FRAGMENT_GRID, FRAGMENT_SIZE, FRAGMENT_GRID, FRAGMENT_SIZE).mean((3, 5))
-    per_fragment = per_fragment.reshape(n, steps, FRAGMENT_GRID * FRAGMENT_GRID)  # [N, 6, 49]
+    rows, cols = absdiff.shape[2] // FRAGMENT_SIZE, absdiff.shape[3] // FRAGMENT_SIZE
+    per_fragment = absdiff.reshape(n, steps, rows, FRAGMENT_SIZE, cols, FRAGMENT_SIZE).mean((3, 5))
+    per_fragment = per_fragment.reshape(n, steps, rows * cols)  # [N, 6, fragments]
     total = per_fragment.mean(2)  # [N, 6]
     level = total.mean(1, keepdim=True)
     normalised = total / (level + _EPS)

@@ -82,3 +82,32 @@ def test_schedule_and_metrics():
     assert srocc(a, a * 2) == pytest.approx(1.0) and plcc(a, a) == pytest.approx(1.0)
     assert roc_auc(a, np.array([0, 0, 1, 1])) == pytest.approx(0.75)
     assert roc_auc(a, np.array([1, 1, 1, 1])) != roc_auc(a, np.array([1, 1, 1, 1]))  # nan
+
+
+def test_fragment_crops_are_aligned_mosaic_pieces_and_train(sampled_windows):
+    from engines.contract import FRAGMENT_SIZE
+    from export.train import crop_fragments
+
+    windows = sampled_windows(3)
+    crops = crop_fragments(windows, 4, np.random.default_rng(0))
+    assert crops.shape == (3, 7, 3, 4 * FRAGMENT_SIZE, 4 * FRAGMENT_SIZE)
+    for window, crop in zip(windows, crops):
+        hits = [(r, c) for r in range(0, 224 - 127, FRAGMENT_SIZE) for c in range(0, 224 - 127, FRAGMENT_SIZE)
+                if np.array_equal(window[..., r:r + 128, c:c + 128], crop)]
+        assert hits, "each crop is a fragment-aligned piece of its own window"
+    model = build_model("aqs_mnv3_small").eval()
+    with torch.no_grad():
+        small = model(torch.from_numpy(crops))
+        full = model(torch.from_numpy(windows))
+    assert [tuple(t.shape) for t in small] == [tuple(t.shape) for t in full] == [(3,), (3, 10), (3, 10)]
+
+
+def test_crop_epochs_then_whole_mosaic(tmp_path, sampled_windows):
+    windows = sampled_windows(6)
+    write_split(tmp_path / "data" / "train", windows[:4], 0)
+    write_split(tmp_path / "data" / "heldout", windows[4:], 1)
+    assert main(["--model", "aqs_mnv3_small", "--data", str(tmp_path / "data"), "--runs", str(tmp_path / "runs"),
+                 "--batch-size", "2", "--max-steps", "1", "--threads", "2", "--epochs", "2",
+                 "--crop-fragments", "4", "--full-epochs", "1"]) == 0
+    log = [json.loads(line) for line in (tmp_path / "runs" / "aqs_mnv3_small" / "log.jsonl").read_text().splitlines()]
+    assert [r["crop_fragments"] for r in log] == [4, 7]
