@@ -5,13 +5,18 @@ Layout (see the shipped ``config.yaml`` for every key with its default)::
     metrics: {listen: "127.0.0.1:9108"}
     engine:  {prefer: [...], max_batch: 16, max_wait_ms: 100, threads: null, model_dir: null}
     defaults: {stride: 7, loop: true, open_timeout_s: 10, read_timeout_s: 5, ...}   # per-stream options
+    checks:  {black: {min_duration: 2}, freeze: {...}, ...}    # signal checks (monitor.signals)
+    quality: {warn: 0.6, crit: 0.4, ...}                        # quality state (monitor.quality_state)
     streams:
-      - {name: cam1, url: "rtsp://user:${CAM1_PASSWORD}@10.0.0.5/live", read_timeout_s: 3}
+      - {name: cam1, url: "rtsp://user:${CAM1_PASSWORD}@10.0.0.5/live", read_timeout_s: 3,
+         checks: {freeze: {min_duration: 8}}}
 
 Every per-stream option lives in :class:`StreamOptions`; a value under ``defaults:`` applies to all
-streams and any stream may override it. Adding an option is one field in :class:`StreamOptions`;
-adding a section is one field in :class:`Config` (``extra="forbid"`` everywhere, so unknown keys are
-errors).
+streams and any stream may override it. The ``checks:`` and ``quality:`` sections work the same way
+for their nested settings: the top-level section applies to all streams, and a stream's own
+``checks:``/``quality:`` overrides it key by key (``checks: {black: {min_duration: 1}}`` changes only
+that key). Adding an option is one field in :class:`StreamOptions`; adding a section is one field in
+:class:`Config` (``extra="forbid"`` everywhere, so unknown keys are errors).
 
 :func:`load_config` returns a validated :class:`Config` or raises :class:`ConfigError` carrying
 *every* problem found, each as ``key.path: value: why`` with credentials masked.
@@ -22,6 +27,7 @@ import difflib
 import ipaddress
 import os
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +35,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from monitor.quality_state import QualityConfig
 from monitor.redact import redact_text, redact_url
+from monitor.signals import ChecksConfig
 
 STREAM_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 _NAME_RE = re.compile(STREAM_NAME_PATTERN)
@@ -169,6 +177,10 @@ class StreamConfig(StreamOptions):
 
     name: str = Field(description="unique; [a-z0-9][a-z0-9_-]*; becomes the `stream` label")
     url: str = Field(description="rtsp(s)://, http(s)://, rtmp(s)://, udp://, srt://, tcp://, a file path, lavfi:GRAPH or demo:")
+    checks: ChecksConfig = Field(default_factory=ChecksConfig, description=(
+        "signal checks of this stream: the top-level checks: section with this stream's keys on top"))
+    quality: QualityConfig = Field(default_factory=QualityConfig, description=(
+        "quality state thresholds of this stream: the top-level quality: section with this stream's keys on top"))
 
     @field_validator("name")
     @classmethod
@@ -251,20 +263,28 @@ class EngineConfig(Strict):
         return value
 
 
+# Top-level sections that every stream inherits and may override key by key.
+PER_STREAM_SECTIONS: dict[str, type[BaseModel]] = {"checks": ChecksConfig, "quality": QualityConfig}
+
+
 class Config(Strict):
-    """The whole file. New sections: add a field here (``quality: QualityConfig = QualityConfig()``)."""
+    """The whole file. New sections: add a field here; a section that streams inherit and override key by
+    key also goes in :data:`PER_STREAM_SECTIONS` and :class:`StreamConfig`."""
 
     streams: list[StreamConfig] = Field(default_factory=list)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     defaults: StreamOptions = Field(default_factory=StreamOptions)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
     @model_validator(mode="before")
     @classmethod
     def _apply_defaults(cls, data: Any, info: ValidationInfo) -> Any:
-        """Merge ``defaults:`` into each stream so that every stream is a complete :class:`StreamConfig`.
+        """Merge ``defaults:``, ``checks:`` and ``quality:`` into each stream so that every stream is a
+        complete :class:`StreamConfig`.
 
-        Invalid defaults are reported once under ``defaults.*`` and not copied into the streams.
+        An invalid top-level section is reported once under its own key and not copied into the streams.
         """
         if not isinstance(data, dict):
             return data
@@ -272,17 +292,42 @@ class Config(Strict):
         streams = data.get("streams")
         if not isinstance(defaults, dict) or not isinstance(streams, list):
             return data
-        try:
-            base = StreamOptions.model_validate(defaults, context=info.context).model_dump()
-        except ValidationError:
-            base = {}
+        base = _valid_dump(StreamOptions, defaults, info)
+        sections = {key: _valid_dump(model, data.get(key) or {}, info) for key, model in PER_STREAM_SECTIONS.items()}
         merged = []
         for stream in streams:
-            merged.append({**base, **stream} if isinstance(stream, dict) else stream)
+            merged.append(_merge_stream(base, sections, stream) if isinstance(stream, dict) else stream)
         return {**data, "streams": merged}
 
     def stream(self, name: str) -> StreamConfig | None:
         return next((s for s in self.streams if s.name == name), None)
+
+
+def _valid_dump(model: type[BaseModel], data: Any, info: ValidationInfo) -> dict[str, Any]:
+    """``data`` validated and dumped complete, or {} when invalid (its errors are reported at its own key)."""
+    try:
+        return model.model_validate(data, context=info.context).model_dump()
+    except ValidationError:
+        return {}
+
+
+def _merge_stream(base: dict[str, Any], sections: dict[str, dict[str, Any]], stream: dict[str, Any]) -> dict[str, Any]:
+    merged = {**base, **stream}
+    for key, section in sections.items():
+        override = stream.get(key)
+        merged[key] = deep_merge(section, {} if override is None else override)
+    return merged
+
+
+def deep_merge(base: dict[str, Any], override: Any) -> Any:
+    """``override`` on top of ``base``, nested mappings merged key by key; a non-mapping override wins
+    as is (so that validation reports it where the user wrote it)."""
+    if not isinstance(override, dict):
+        return override
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = deep_merge(base[key], value) if isinstance(base.get(key), dict) else value
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -346,10 +391,25 @@ def _show_value(path: str, value: Any) -> str:
 
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
-    section = loc[0] if loc else None
-    models: dict[Any, type[BaseModel]] = {"metrics": MetricsConfig, "engine": EngineConfig, "defaults": StreamOptions, "streams": StreamConfig}
-    model = models.get(section, Config) if len(loc) > 1 else Config
+    """The keys allowed next to the last key of ``loc`` (for "did you mean"), following nested models."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        nested = _model_in(field.annotation) if field is not None else None
+        if nested is None:
+            break
+        model = nested
     return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds: ``Model`` or ``list[Model]``."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _pydantic_problems(error: ValidationError) -> list[str]:
@@ -363,6 +423,8 @@ def _pydantic_problems(error: ValidationError) -> list[str]:
             key = str(loc[-1])
             close = difflib.get_close_matches(key, _known_keys(loc), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if loc == ("defaults", key) and key in PER_STREAM_SECTIONS:
+                hint = f" ({key}: is a top-level section; a stream overrides it in its own {key}:)"
             line = f"{path}: unknown key{hint}"
         elif kind == "missing":
             line = f"{path}: missing: required key"

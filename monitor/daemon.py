@@ -3,24 +3,36 @@
 Start order: HTTP endpoint first (``/healthz`` answers while the engine loads, ``/readyz`` says why it
 is not ready yet), then the engine (the fallback chain), the scheduler, and one reader per stream.
 
+Per stream the daemon also runs the signal checks (:class:`StreamChecks`: black, frozen, no video,
+frame rate, bitrate, fed with every decoded frame and packet) and the quality state
+(:class:`QualityTracker`: ok/warn/crit with hysteresis and incident log lines, fed with every scored
+window), both published as gauges.
+
 Reload (SIGHUP) re-reads the config file. An invalid file is logged problem by problem and the
 running configuration stays (``vqa_config_last_reload_successful`` 0). Otherwise: new streams
 start, removed ones stop and all their series disappear, changed ones (any option, including a
-changed ``defaults:`` value that applies to them) restart and keep their series; a changed
-``engine:`` section loads the new engine and swaps it in (the old one stays if the new one fails).
-A changed ``metrics.listen`` needs a restart (logged).
+changed ``defaults:``, ``checks:`` or ``quality:`` value that applies to them) restart with fresh
+signal checks and quality state and keep their series; a changed ``engine:`` section loads the new
+engine and swaps it in (the old one stays if the new one fails). A changed ``metrics.listen`` needs
+a restart (logged).
+
+Under systemd (``Type=notify``), :class:`SystemdNotify` sends READY=1 once the engine is loaded and the
+metrics endpoint listens, WATCHDOG=1 from the main loop only while :meth:`Daemon.health` holds,
+STATUS= lines, RELOADING=1 ... READY=1 around a reload and STOPPING=1 at shutdown.
 
 Stop: every thread is told to stop, then joined within a shared deadline. A reader blocked inside
 FFmpeg returns at its read timeout at the latest; the daemon does not wait for it (daemon threads).
 
-Integration points for other stages: :attr:`Daemon.frame_observers` (per decoded frame, see
+Integration points: :attr:`Daemon.frame_observers` (per decoded frame, see
 :class:`monitor.ingest.IngestObserver`), :attr:`Daemon.window_observers` (per scored window, see
 :class:`monitor.scoring.WindowObserver`), :attr:`Daemon.on_ready` / :attr:`Daemon.on_tick` /
-:attr:`Daemon.on_stopping` (callables without arguments: sd_notify READY, WATCHDOG, STOPPING).
+:attr:`Daemon.on_reloading` / :attr:`Daemon.on_reloaded` / :attr:`Daemon.on_stopping` (callables
+without arguments, called on the main thread).
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -32,19 +44,24 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
+from engines.sampler import Planes
 from monitor.config import Config, ConfigError, StreamConfig, base_dir_of, load_config
 from monitor.ingest import IngestObserver, StreamReader
 from monitor.logs import setup_logging
-from monitor.metrics import Metrics
+from monitor.metrics import Metrics, StreamMetrics
+from monitor.notify import Notifier, watchdog_interval
+from monitor.quality_state import Level, QualityEvent, QualityState
 from monitor.scheduler import ScheduledStream, Scheduler
-from monitor.scoring import WindowObserver, load_engine
+from monitor.scoring import WindowObserver, WindowScore, load_engine
 from monitor.server import MetricsServer
+from monitor.signals import SignalEvent, StreamSignals
 from monitor.windows import WindowRing
 
 log = logging.getLogger(__name__)
 
 STOP_DEADLINE_S = 3.0  # joins share this budget; the contract is "stopped within 5 s of SIGTERM"
 TICK_S = 0.5
+SCHEDULER_STALL_S = 60.0  # longer than any batch takes; a wedged engine call stops the watchdog pings
 
 
 @dataclass
@@ -52,6 +69,145 @@ class StreamRuntime:
     config: StreamConfig
     ring: WindowRing
     reader: StreamReader
+
+
+# ------------------------------------------------------------------------------------------------
+# Signal checks: one StreamSignals per stream, fed on the reader threads
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _CheckedStream:
+    signals: StreamSignals
+    metrics: StreamMetrics
+    connected: bool = False
+
+
+class StreamChecks(IngestObserver):
+    """The signal checks of every stream (:mod:`monitor.signals`), published as gauges.
+
+    Per frame this costs one subsampled luma pass (``checks.stride``); gauges are set on
+    :meth:`tick` (main loop) and at once when a check changes state.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._streams: dict[str, _CheckedStream] = {}
+
+    def add(self, config: StreamConfig) -> None:
+        checked = _CheckedStream(StreamSignals(config.checks), self.metrics.stream(config.name))
+        self._streams[config.name] = checked
+        self.metrics.publish_signals(checked.metrics, checked.signals.state())
+
+    def drop(self, name: str) -> None:
+        self._streams.pop(name, None)
+
+    def tick(self, now: float) -> None:
+        for name, checked in list(self._streams.items()):
+            _log_signal_events(name, checked.signals.tick(now))
+            self.metrics.publish_signals(checked.metrics, checked.signals.state())
+
+    # reader threads --------------------------------------------------------------------------------
+    def on_open(self, stream: str, nominal_fps: float | None, now: float) -> None:
+        checked = self._streams.get(stream)
+        # A looped file re-opens at every wrap without going down: keep measuring across the wrap.
+        if checked is not None and not checked.connected:
+            checked.connected = True
+            checked.signals.on_connect(now, nominal_fps)
+            self.metrics.publish_signals(checked.metrics, checked.signals.state())  # the expected rate
+
+    def on_packet(self, stream: str, nbytes: int, now: float) -> None:
+        checked = self._streams.get(stream)
+        if checked is not None:
+            checked.signals.on_packet(now, nbytes)
+
+    def on_frame(self, stream: str, planes: Planes, now: float) -> None:
+        checked = self._streams.get(stream)
+        if checked is not None:
+            self._report(stream, checked, checked.signals.on_frame(now, planes))
+
+    def on_down(self, stream: str, reason: str, now: float) -> None:
+        checked = self._streams.get(stream)
+        if checked is not None:
+            checked.connected = False
+            self._report(stream, checked, checked.signals.on_disconnect(now))
+
+    def _report(self, stream: str, checked: _CheckedStream, events: list[SignalEvent]) -> None:
+        if events:
+            _log_signal_events(stream, events)
+            self.metrics.publish_signals(checked.metrics, checked.signals.state())
+
+
+def _log_signal_events(stream: str, events: list[SignalEvent]) -> None:
+    for event in events:
+        what = "raised" if event.active else "cleared"
+        log.log(logging.WARNING if event.active else logging.INFO, f"{event.check} {what}",
+                extra={"stream": stream, "event": f"signal_{what}", "check": event.check, **event.detail})
+
+
+# ------------------------------------------------------------------------------------------------
+# Quality state: one QualityState per stream, fed on the scheduler thread
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _TrackedStream:
+    state: QualityState
+    metrics: StreamMetrics
+    lock: threading.Lock  # the scheduler updates while a reload or shutdown may close
+    closed: bool = False  # dropped: a window still in flight must not open a new incident
+
+
+class QualityTracker(WindowObserver):
+    """The quality state of every stream (:mod:`monitor.quality_state`): ``vqa_quality_state`` and one
+    log line per incident change (start, escalate, deescalate, end) with the worst AQS and the
+    dominant artifact."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._streams: dict[str, _TrackedStream] = {}
+
+    def add(self, config: StreamConfig) -> None:
+        tracked = _TrackedStream(QualityState(config.quality), self.metrics.stream(config.name), threading.Lock())
+        self._streams[config.name] = tracked
+        self.metrics.publish_quality_state(tracked.metrics, Level.OK)
+
+    def drop(self, name: str, reason: str) -> None:
+        """Forget the stream, ending its open incident (if any) with ``reason``."""
+        tracked = self._streams.pop(name, None)
+        if tracked is not None:
+            with tracked.lock:
+                tracked.closed = True
+                events = tracked.state.close(time.monotonic(), reason)
+            _log_quality_events(name, events)
+
+    def close_all(self, reason: str) -> None:
+        for name in list(self._streams):
+            self.drop(name, reason)
+
+    def on_window(self, score: WindowScore) -> None:
+        tracked = self._streams.get(score.stream)
+        if tracked is None:
+            return
+        with tracked.lock:
+            if tracked.closed:
+                return
+            events = tracked.state.update(score.last_frame_time, score.aqs, score.probabilities, score.intensities)
+            level = tracked.state.level
+        if events:
+            self.metrics.publish_quality_state(tracked.metrics, level)
+            _log_quality_events(score.stream, events, window_artifact=score.dominant_artifact)
+
+
+_INCIDENT_MESSAGES = {"start": "quality incident started", "escalate": "quality incident escalated",
+                      "deescalate": "quality incident de-escalated", "end": "quality incident ended"}
+# "level" would overwrite the log line's own level field in JSON.
+_RENAMED_FIELDS = {"level": "quality_level", "previous": "previous_quality_level"}
+
+
+def _log_quality_events(stream: str, events: list[QualityEvent], **extra: str) -> None:
+    for event in events:
+        fields = {_RENAMED_FIELDS.get(k, k): v for k, v in event.fields().items()
+                  if not (isinstance(v, float) and math.isnan(v))}  # a closed incident has no last AQS
+        worse = event.kind in ("start", "escalate")
+        log.log(logging.WARNING if worse else logging.INFO, _INCIDENT_MESSAGES[event.kind],
+                extra={"stream": stream, **fields, **(extra if worse else {})})
 
 
 class Daemon:
@@ -65,7 +221,16 @@ class Daemon:
         self.window_observers: list[WindowObserver] = []
         self.on_ready: list[Callable[[], None]] = []
         self.on_tick: list[Callable[[], None]] = []
+        self.on_reloading: list[Callable[[], None]] = []
+        self.on_reloaded: list[Callable[[], None]] = []
         self.on_stopping: list[Callable[[], None]] = []
+        self.tick_s = TICK_S
+        self.scheduler_stall_s = SCHEDULER_STALL_S
+        self.checks = StreamChecks(self.metrics)
+        self.quality = QualityTracker(self.metrics)
+        self.frame_observers.append(self.checks)
+        self.window_observers.append(self.quality)
+        self.on_tick.append(lambda: self.checks.tick(time.monotonic()))
         self.streams: dict[str, StreamRuntime] = {}
         self.scheduler: Scheduler | None = None
         self.server: MetricsServer | None = None
@@ -86,6 +251,27 @@ class Daemon:
         if not up:
             return False, f"no stream is up yet (0 of {len(streams)})"
         return True, f"ready: {len(up)} of {len(streams)} streams up"
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy: the scheduler's loop keeps coming round (the main loop is alive: only it asks).
+
+        Stream outages do not count: a restart cannot bring a camera back, and they have their own
+        metrics and alerts. A wedged engine call or a dead scheduler thread does, and a restart fixes it.
+        """
+        if self.scheduler is None or not self.scheduler.responsive(self.scheduler_stall_s):
+            return False, f"the scheduler has not come round for {self.scheduler_stall_s:g} s (thread dead or engine hung)"
+        return True, "scheduler running"
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: e.g. "scoring 3/4 streams, engine onnxruntime:aqs_effnet_b0"."""
+        streams = list(self.streams.values())
+        up = sum(1 for s in streams if s.reader.up)
+        text = f"scoring {up}/{len(streams)} streams"
+        if self.scheduler is not None:
+            info = self.scheduler.engine.info
+            text += f", engine {info.engine}:{Path(info.model).stem}"
+        ready, reason = self.readiness()
+        return text if ready else f"{text}; not ready: {reason}"
 
     # start -----------------------------------------------------------------------------------------
     def start_server(self) -> None:
@@ -119,6 +305,8 @@ class Daemon:
                           on_drop=handle.dropped.inc)
         reader = StreamReader(config, ring, handle, observers=self.frame_observers)
         handle.up.set(0)
+        self.checks.add(config)
+        self.quality.add(config)
         self.streams[config.name] = StreamRuntime(config, ring, reader)
         reader.start()
 
@@ -126,6 +314,8 @@ class Daemon:
         runtime = self.streams.pop(name)
         runtime.reader.stop()
         runtime.ring.clear()
+        self.checks.drop(name)
+        self.quality.drop(name, "stream removed" if remove_series else "stream restarted (config changed)")
         if remove_series:
             self.metrics.remove_stream(name)
         return runtime.reader
@@ -213,17 +403,17 @@ class Daemon:
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
+                _call_all(self.on_reloading)
                 self.reload()
-            for hook in self.on_tick:
-                _call(hook)
-            self._stop.wait(TICK_S)
+                _call_all(self.on_reloaded)
+            _call_all(self.on_tick)
+            self._stop.wait(self.tick_s)
 
     def shutdown(self) -> float:
         """Stop everything within :data:`STOP_DEADLINE_S`; returns the seconds it took."""
         started = time.monotonic()
         self._stop.set()
-        for hook in self.on_stopping:
-            _call(hook)
+        _call_all(self.on_stopping)
         with self._lock:
             readers = [rt.reader for rt in self.streams.values()]
             for reader in readers:
@@ -235,9 +425,10 @@ class Daemon:
             self.scheduler.join(max(0.0, deadline - time.monotonic()))
         for reader in readers:
             reader.join(max(0.0, deadline - time.monotonic()))
+        self.quality.close_all("daemon stopping")
         if self.server is not None:
             self.server.stop()
-        if self.scheduler is not None and not self.scheduler._thread.is_alive():
+        if self.scheduler is not None and self.scheduler.join(0):
             try:
                 self.scheduler.engine.close()
             except Exception:  # noqa: BLE001
@@ -249,11 +440,80 @@ class Daemon:
         return elapsed
 
 
-def _call(hook: Callable[[], None]) -> None:
-    try:
-        hook()
-    except Exception:  # noqa: BLE001
-        log.exception("lifecycle hook failed", extra={"event": "hook_error"})
+def _call_all(hooks: list[Callable[[], None]]) -> None:
+    for hook in hooks:
+        try:
+            hook()
+        except Exception:  # noqa: BLE001
+            log.exception("lifecycle hook failed", extra={"event": "hook_error"})
+
+
+# ------------------------------------------------------------------------------------------------
+# sd_notify
+# ------------------------------------------------------------------------------------------------
+class SystemdNotify:
+    """The daemon's sd_notify messages (each a no-op without ``$NOTIFY_SOCKET``).
+
+    READY=1 (with STATUS=) from :attr:`Daemon.on_ready`; from the main loop's tick: STATUS= whenever
+    the status line changes, and WATCHDOG=1 every ``watchdog_s`` (half of ``WatchdogSec=``) only while
+    :meth:`Daemon.health` holds, so a wedged scheduler, a daemon without a stream for longer than the
+    start-up grace, or a stuck main loop gets restarted by systemd; RELOADING=1 and READY=1 around a
+    reload; STOPPING=1 at shutdown.
+    """
+
+    def __init__(self, daemon: Daemon, notifier: Notifier, watchdog_s: float | None) -> None:
+        self.daemon = daemon
+        self.notifier = notifier
+        self.watchdog_s = watchdog_s
+        self._last_ping = -math.inf
+        self._last_status = ""
+        self._healthy = True
+
+    @classmethod
+    def from_env(cls, daemon: Daemon) -> "SystemdNotify":
+        return cls(daemon, Notifier.from_env(), watchdog_interval())
+
+    def attach(self) -> "SystemdNotify":
+        if not self.notifier.enabled:
+            return self  # not started by systemd
+        d = self.daemon
+        d.on_ready.append(self.ready)
+        d.on_tick.append(self.tick)
+        d.on_reloading.append(self.notifier.reloading)
+        d.on_reloaded.append(self.ready)
+        d.on_stopping.append(self.stopping)
+        if self.watchdog_s is not None:
+            d.tick_s = min(d.tick_s, self.watchdog_s / 2)  # pings then come at most 1.5 x watchdog_s apart
+            log.info("systemd watchdog enabled", extra={"event": "watchdog_enabled", "ping_every_s": self.watchdog_s})
+        return self
+
+    def ready(self) -> None:
+        self._last_status = self.daemon.status_line()
+        self.notifier.ready(self._last_status)
+
+    def tick(self) -> None:
+        status = self.daemon.status_line()
+        if status != self._last_status:
+            self._last_status = status
+            self.notifier.status(status)
+        if self.watchdog_s is not None and time.monotonic() - self._last_ping >= self.watchdog_s:
+            self._ping_if_healthy()
+
+    def _ping_if_healthy(self) -> None:
+        healthy, reason = self.daemon.health()
+        if healthy != self._healthy:
+            self._healthy = healthy
+            if healthy:
+                log.info("healthy again; watchdog pings resume", extra={"event": "healthy", "reason": reason})
+            else:
+                log.warning("unhealthy; watchdog pings withheld (systemd restarts the service after WatchdogSec)",
+                            extra={"event": "unhealthy", "reason": reason})
+        if healthy:
+            self.notifier.watchdog()
+            self._last_ping = time.monotonic()
+
+    def stopping(self) -> None:
+        self.notifier.stopping("stopping")
 
 
 def run_daemon(config_path: str, log_format: str = "text", log_level: str = "info") -> int:
@@ -287,6 +547,7 @@ def run_daemon(config_path: str, log_format: str = "text", log_level: str = "inf
     log.info("starting vqa-monitor", extra={"event": "starting", "config": str(config_path), "pid": os.getpid(),
                                            "streams": len(config.streams)})
     daemon = Daemon(config, config_path)
+    SystemdNotify.from_env(daemon).attach()
     holder["daemon"] = daemon
     try:
         daemon.start_server()
@@ -308,8 +569,7 @@ def run_daemon(config_path: str, log_format: str = "text", log_level: str = "inf
         daemon.request_stop()
     if pending["reload"]:
         daemon.request_reload()
-    for hook in daemon.on_ready:
-        _call(hook)
+    _call_all(daemon.on_ready)
     log.info("running", extra={"event": "ready"})
     daemon.loop()
     daemon.shutdown()

@@ -40,8 +40,12 @@ class IngestObserver:
     """Per-stream events for signal checks (black, freeze, bitrate...). Override what you need.
 
     Called on the reader thread of the stream: keep them cheap, never block. An exception is
-    logged and ignored (it never stops the reader).
+    logged and ignored (it never stops the reader). A reader that was told to stop calls no observer
+    any more: a restarted stream's successor reader owns the stream's state from then on.
     """
+
+    def on_open(self, stream: str, nominal_fps: float | None, now: float) -> None:
+        """The source opened and has a video stream declaring ``nominal_fps`` (None if it declares none)."""
 
     def on_packet(self, stream: str, nbytes: int, now: float) -> None: ...
 
@@ -197,6 +201,8 @@ class StreamReader:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         self._fps = float(rate) if rate else DEFAULT_FPS
+        for observer in self.observers:
+            self._call(observer.on_open, self.name, float(rate) if rate else None, self.clock())
         self._prev_time = None
         self.ring.reset()
         codec = stream.codec_context
@@ -284,6 +290,8 @@ class StreamReader:
                 self._call(observer.on_down, self.name, reason, self.clock())
 
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._stop.is_set():
+            return
         try:
             fn(*args)
         except Exception:  # noqa: BLE001 - an observer bug must never stop ingest

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from engines.contract import ARTIFACTS
+from monitor.signals import SignalState
 
 # name -> (type, help, labels); counters are declared without the _total suffix prometheus_client adds.
 AQS = "vqa_aqs"
@@ -36,6 +37,14 @@ WINDOW_LATENCY = "vqa_window_latency_seconds"
 ENGINE_INFO = "vqa_engine_info"
 CONFIG_RELOAD_OK = "vqa_config_last_reload_successful"
 CONFIG_RELOADS = "vqa_config_reloads"  # _total
+QUALITY_STATE = "vqa_quality_state"
+BLACK = "vqa_black"
+FROZEN = "vqa_frozen"
+NO_VIDEO = "vqa_no_video"
+FRAME_RATE_DEVIATION = "vqa_frame_rate_deviation"
+FRAME_RATE = "vqa_frame_rate"
+EXPECTED_FRAME_RATE = "vqa_expected_frame_rate"
+BITRATE = "vqa_bitrate_bits_per_second"
 
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -55,6 +64,11 @@ class StreamMetrics:
     dropped: Counter
     last_scored: Gauge
     latency: Histogram
+    quality_state: Gauge
+    black: Gauge
+    frozen: Gauge
+    no_video: Gauge
+    frame_rate_deviation: Gauge
 
 
 class Metrics:
@@ -78,6 +92,14 @@ class Metrics:
         self.engine_info = Gauge(ENGINE_INFO, "The inference engine in use (value 1)", ["engine", "model", "provider"], registry=r)
         self.config_reload_ok = Gauge(CONFIG_RELOAD_OK, "1 if the last config (re)load succeeded, 0 if it was rejected", registry=r)
         self.config_reloads = Counter(CONFIG_RELOADS, "Config reloads (SIGHUP) by result", ["result"], registry=r)
+        self.quality_state = Gauge(QUALITY_STATE, "Quality state with hysteresis: 0 ok, 1 warn, 2 crit", ["stream"], registry=r)
+        self.black = Gauge(BLACK, "1 while the picture is black (after the black check's min_duration)", ["stream"], registry=r)
+        self.frozen = Gauge(FROZEN, "1 while the picture is frozen (after the freeze check's min_duration)", ["stream"], registry=r)
+        self.no_video = Gauge(NO_VIDEO, "1 while the source is connected but delivers no decoded frame", ["stream"], registry=r)
+        self.frame_rate_deviation = Gauge(FRAME_RATE_DEVIATION, "1 while the measured frame rate deviates from the expected one beyond the tolerance", ["stream"], registry=r)
+        self.frame_rate = Gauge(FRAME_RATE, "Measured frame rate (frames/s) over the frame-rate check's window; absent until measured", ["stream"], registry=r)
+        self.expected_frame_rate = Gauge(EXPECTED_FRAME_RATE, "Expected frame rate (frames/s): configured, or else declared by the stream; absent if unknown", ["stream"], registry=r)
+        self.bitrate = Gauge(BITRATE, "Video bitrate from demuxed packet sizes over the bitrate window; absent until measured", ["stream"], registry=r)
         self.config_reload_ok.set(1)
         self._streams: dict[str, StreamMetrics] = {}
         self._lock = threading.Lock()
@@ -85,7 +107,9 @@ class Metrics:
     # per-stream series ---------------------------------------------------------------------------
     def _per_stream(self) -> list[MetricWrapperBase]:
         return [self.aqs, self.quality, self.stream_up, self.reconnects, self.frames, self.decode_errors,
-                self.scored, self.dropped, self.last_scored, self.window_latency]
+                self.scored, self.dropped, self.last_scored, self.window_latency, self.quality_state,
+                self.black, self.frozen, self.no_video, self.frame_rate_deviation, self.frame_rate,
+                self.expected_frame_rate, self.bitrate]
 
     def stream(self, name: str) -> StreamMetrics:
         """Create (or return) the series of stream ``name``; counters start at 0, up at 0."""
@@ -106,6 +130,11 @@ class Metrics:
             dropped=self.dropped.labels(name),
             last_scored=self.last_scored.labels(name),
             latency=self.window_latency.labels(name),
+            quality_state=self.quality_state.labels(name),
+            black=self.black.labels(name),
+            frozen=self.frozen.labels(name),
+            no_video=self.no_video.labels(name),
+            frame_rate_deviation=self.frame_rate_deviation.labels(name),
         )
         self._streams[name] = handle
         return handle
@@ -122,6 +151,28 @@ class Metrics:
             for artifact, p, s in zip(ARTIFACTS, probabilities, intensities):
                 self.artifact_probability.labels(name, artifact).set(p)
                 self.artifact_intensity.labels(name, artifact).set(s)
+            return True
+
+    def publish_signals(self, handle: StreamMetrics, state: SignalState) -> bool:
+        """Set the signal-check gauges of one stream; a value not measured (None) has no series."""
+        name = handle.name
+        with self._lock:
+            if self._streams.get(name) is not handle:
+                return False  # removed meanwhile: never resurrect its series
+            handle.black.set(state.black)
+            handle.frozen.set(state.frozen)
+            handle.no_video.set(state.no_video)
+            handle.frame_rate_deviation.set(state.frame_rate_deviation)
+            _set_or_remove(self.frame_rate, name, state.frame_rate)
+            _set_or_remove(self.expected_frame_rate, name, state.expected_frame_rate)
+            _set_or_remove(self.bitrate, name, state.bitrate_bps)
+            return True
+
+    def publish_quality_state(self, handle: StreamMetrics, level: int) -> bool:
+        with self._lock:
+            if self._streams.get(handle.name) is not handle:
+                return False
+            handle.quality_state.set(level)
             return True
 
     def remove_stream(self, name: str) -> None:
@@ -141,6 +192,13 @@ class Metrics:
     def set_engine(self, engine: str, model: str, provider: str) -> None:
         self.engine_info.clear()
         self.engine_info.labels(engine, model, provider).set(1)
+
+
+def _set_or_remove(gauge: Gauge, name: str, value: float | None) -> None:
+    if value is None:
+        _remove(gauge, name)
+    else:
+        gauge.labels(name).set(value)
 
 
 def _remove(metric: MetricWrapperBase, *labels: str) -> None:

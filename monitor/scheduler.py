@@ -63,6 +63,7 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self.batches = 0
         self.windows = 0
+        self.heartbeat = clock()  # last time the loop came round (it waits at most 0.5 s when idle)
         self._errors = 0
         self._set_engine_info(engine)
 
@@ -102,6 +103,10 @@ class Scheduler:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def responsive(self, stall_s: float) -> bool:
+        """The thread runs and its loop came round within ``stall_s`` (a hung engine call fails this)."""
+        return self._thread.is_alive() and self.clock() - self.heartbeat < stall_s
+
     # loop ------------------------------------------------------------------------------------------
     def _gather(self, taken: list[tuple[ScheduledStream, WindowMeta]]) -> None:
         """Fill the batch round-robin across streams, one window per stream per round."""
@@ -125,6 +130,7 @@ class Scheduler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.heartbeat = self.clock()
             self._wake.clear()
             taken: list[tuple[ScheduledStream, WindowMeta]] = []
             self._gather(taken)

@@ -47,6 +47,7 @@ or a static scene has no keyframe inside the window to prove it is live. A noise
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -212,6 +213,7 @@ class _FreezeDetector:
         self.config = config
         self._prev: np.ndarray | None = None
         self._pairs: deque[tuple[float, int]] = deque()
+        self._kinds = [0, 0, 0]  # pairs of each kind within min_duration (running counts, not rescans)
         self._run = 0  # consecutive still pairs
         self._first_t: float | None = None
         self.debounce = Debounce(0.0, config.clear_duration)
@@ -219,14 +221,19 @@ class _FreezeDetector:
 
     def reset(self) -> None:
         self._prev, self._run, self._first_t = None, 0, None
+        self._clear_pairs()
+
+    def _clear_pairs(self) -> None:
         self._pairs.clear()
+        self._kinds = [0, 0, 0]
 
     def update(self, t: float, luma: np.ndarray) -> tuple[bool, int]:
-        """Add one frame; returns (raw frozen, live changes within min_duration)."""
+        """Add one frame (an array the detector may keep: never a view into a decoder buffer);
+        returns (raw frozen, live changes within min_duration)."""
         cfg = self.config
-        prev, self._prev = self._prev, luma.copy()  # never keep a view into a decoder buffer
+        prev, self._prev = self._prev, luma
         if prev is None or prev.shape != luma.shape:
-            self._pairs.clear()
+            self._clear_pairs()
             self._first_t, self._run = t, 0
             return False, 0
         if cfg.pixel_tolerance == 0:
@@ -242,13 +249,13 @@ class _FreezeDetector:
             refresh = changed <= cfg.refresh_max_fraction and self._run >= cfg.refresh_min_run
             kind = _REFRESH if refresh else _CHANGE
             self._run = 0
-        pairs = self._pairs
+        pairs, kinds = self._pairs, self._kinds
         pairs.append((t, kind))
+        kinds[kind] += 1
         horizon = t - cfg.min_duration
         while pairs and pairs[0][0] < horizon:
-            pairs.popleft()
-        changes = sum(1 for _, k in pairs if k == _CHANGE)
-        stills = sum(1 for _, k in pairs if k == _STILL)
+            kinds[pairs.popleft()[1]] -= 1
+        changes, stills = kinds[_CHANGE], kinds[_STILL]
         covered = self._first_t is not None and t - self._first_t >= cfg.min_duration
         raw = covered and changes <= cfg.max_changes and stills >= 0.5 * len(pairs)
         return raw, changes
@@ -327,7 +334,9 @@ class StreamSignals:
         if full_range is None:
             full_range = bool(getattr(frame, "full_range", False))
         s = self.config.stride
-        luma = np.asarray(y)[::s, ::s]
+        # One compact copy of the subsampled plane: the checks below run several times faster on it
+        # than on the strided view, and the freeze detector may keep it (no decoder buffer is kept).
+        luma = np.asarray(y)[::s, ::s].copy()
         events: list[SignalEvent] = []
         self._last_frame_t = t
         if self._first_frame_t is None:
@@ -336,7 +345,7 @@ class StreamSignals:
             self._connected = True
         self._emit(events, "no_video", self._no_video.update(t, False), t)
 
-        mean = float(luma.mean())
+        mean = int(luma.sum(dtype=np.uint64)) / luma.size  # an integer sum: a third of ndarray.mean's time
         cfg = self.config
         if cfg.black.enabled:
             lo, hi = (_FULL_BLACK, _FULL_WHITE) if full_range else (_LIMITED_BLACK, _LIMITED_WHITE)
@@ -438,7 +447,8 @@ class StreamSignals:
         if span < 1.0:
             return None
         horizon = now - span
-        return sum(1 for t in self._frame_times if t > horizon) / span
+        times = self._frame_times  # ascending
+        return (len(times) - bisect_right(times, horizon)) / span
 
     def _expected_fps(self) -> float | None:
         return self.config.frame_rate.expected or self._nominal_fps

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from monitor.config import ConfigError, load_config, parse_config, parse_listen, parse_source
+from monitor.quality_state import QualityConfig
+from monitor.signals import ChecksConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3tPW"
@@ -29,6 +31,25 @@ def test_shipped_config_is_valid() -> None:
     assert config.metrics.address == ("127.0.0.1", 9108)
     assert config.streams[0].source.kind == "file"
     assert config.streams[0].stride == 7 and config.streams[0].loop
+    # the shipped file documents every checks:/quality: key with the code's defaults
+    assert config.checks == ChecksConfig() and config.quality == QualityConfig()
+    assert config.streams[0].checks == ChecksConfig() and config.streams[0].quality == QualityConfig()
+
+
+def test_checks_and_quality_apply_to_all_streams_and_streams_override_key_by_key() -> None:
+    config = parse_config(
+        "checks: {stride: 2, black: {min_duration: 1, clear_duration: 3}}\n"
+        "quality: {warn: 0.7, enter_windows: 2}\n"
+        "streams:\n"
+        "  - {name: a, url: 'lavfi:testsrc2'}\n"
+        "  - {name: b, url: 'lavfi:testsrc2', checks: {black: {min_duration: 4}, freeze: {enabled: false}},\n"
+        "     quality: {crit: 0.2}}\n")
+    a, b = config.streams
+    assert (a.checks.stride, a.checks.black.min_duration, a.checks.black.clear_duration) == (2, 1, 3)
+    assert (a.quality.warn, a.quality.crit, a.quality.enter_windows) == (0.7, 0.4, 2)
+    assert (b.checks.stride, b.checks.black.min_duration, b.checks.black.clear_duration) == (2, 4, 3)
+    assert not b.checks.freeze.enabled and a.checks.freeze.enabled
+    assert (b.quality.warn, b.quality.crit, b.quality.enter_windows) == (0.7, 0.2, 2)
 
 
 def test_defaults_apply_and_streams_override(tmp_path: Path) -> None:
@@ -90,6 +111,27 @@ BAD_CONFIGS = {
     "bad engine": ("engine: {prefer: [warp-drive]}\nstreams: []\n", "engine.prefer: ['warp-drive']: unknown engine backend"),
     "bad backoff": ("defaults: {reconnect_min_s: 5, reconnect_max_s: 1}\nstreams: []\n", "defaults: {...}: reconnect_min_s (5.0) must not exceed"),
     "not a mapping": ("- a\n- b\n", "<top>: list: expected a mapping"),
+    "bad check value": ("checks: {black: {min_duration: -1}}\nstreams: []\n",
+                        "checks.black.min_duration: -1: Input should be greater than or equal to 0"),
+    "unknown check key": ("checks: {freeze: {min_duraton: 3}}\nstreams: []\n",
+                          "checks.freeze.min_duraton: unknown key (did you mean 'min_duration'?)"),
+    "bad frame-rate window": ("checks: {frame_rate: {window: 0.5}}\nstreams: []\n",
+                              "checks: {...}: frame_rate.window must be at least 1 second"),
+    "quality thresholds out of order": ("quality: {warn: 0.3, crit: 0.5}\nstreams: []\n",
+                                        "quality: {...}: crit (0.5) must be below warn (0.3)"),
+    "unknown quality key": ("quality: {enter_window: 3}\nstreams: []\n",
+                            "quality.enter_window: unknown key (did you mean 'enter_windows'?)"),
+    "bad per-stream check": ("streams: [{name: a, url: 'lavfi:testsrc', checks: {no_video: {timeout: 0}}}]\n",
+                             "streams[0].checks.no_video.timeout: 0: Input should be greater than 0"),
+    "bad per-stream quality": ("streams: [{name: a, url: 'lavfi:testsrc', quality: {warn: 2}}]\n",
+                               "streams[0].quality.warn: 2: Input should be less than or equal to 1"),
+    "stream override conflicts with top level": (
+        "quality: {crit: 0.4}\nstreams: [{name: a, url: 'lavfi:testsrc', quality: {warn: 0.3}}]\n",
+        "streams[0].quality: {...}: crit (0.4) must be below warn (0.3)"),
+    "per-stream checks not a mapping": ("streams: [{name: a, url: 'lavfi:testsrc', checks: 5}]\n",
+                                        "streams[0].checks: 5: Input should be a valid dictionary"),
+    "checks under defaults": ("defaults: {checks: {stride: 2}}\nstreams: []\n",
+                              "defaults.checks: unknown key (checks: is a top-level section"),
 }
 
 

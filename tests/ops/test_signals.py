@@ -83,6 +83,18 @@ def test_identical_frames_from_a_relay_freeze_after_min_duration():
     assert [(round(e.t, 2), e.check, e.active) for e in events] == [(2.0, "frozen", True)]
 
 
+@pytest.mark.parametrize("stride", [1, 4])
+def test_a_decoder_reusing_its_buffer_is_compared_by_content(stride):
+    """The checks keep their own copy of the subsampled plane, never a view a decoder overwrites."""
+    checks = StreamSignals(ChecksConfig(stride=stride, freeze={"min_duration": 1.0}))
+    buffer, rng = np.zeros((64, 64), np.uint8), np.random.default_rng(1)
+    for i in range(50):
+        buffer[...] = rng.integers(16, 235, buffer.shape)  # a new picture in the same memory
+        checks.on_frame(i / 25, buffer)
+    assert checks.live_changes > 0 and not checks.state().frozen
+    assert checks.state().luma_mean == pytest.approx(buffer[::stride, ::stride].mean())
+
+
 def test_no_video_timeout_and_recovery():
     checks = StreamSignals(ChecksConfig(no_video={"timeout": 3.0}))
     checks.on_connect(10.0, nominal_fps=25)
