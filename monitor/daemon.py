@@ -32,7 +32,6 @@ without arguments, called on the main thread).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import sys
@@ -44,17 +43,15 @@ from typing import Callable
 
 from prometheus_client import CollectorRegistry
 
-from engines.sampler import Planes
 from monitor.config import Config, ConfigError, StreamConfig, base_dir_of, load_config
 from monitor.ingest import IngestObserver, StreamReader
 from monitor.logs import setup_logging
-from monitor.metrics import Metrics, StreamMetrics
-from monitor.notify import Notifier, watchdog_interval
-from monitor.quality_state import Level, QualityEvent, QualityState
+from monitor.metrics import Metrics
+from monitor.notify import SystemdNotify
+from monitor.observers import QualityTracker, StreamChecks
 from monitor.scheduler import ScheduledStream, Scheduler
-from monitor.scoring import WindowObserver, WindowScore, load_engine
+from monitor.scoring import WindowObserver, load_engine
 from monitor.server import MetricsServer
-from monitor.signals import SignalEvent, StreamSignals
 from monitor.windows import WindowRing
 
 log = logging.getLogger(__name__)
@@ -69,145 +66,6 @@ class StreamRuntime:
     config: StreamConfig
     ring: WindowRing
     reader: StreamReader
-
-
-# ------------------------------------------------------------------------------------------------
-# Signal checks: one StreamSignals per stream, fed on the reader threads
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class _CheckedStream:
-    signals: StreamSignals
-    metrics: StreamMetrics
-    connected: bool = False
-
-
-class StreamChecks(IngestObserver):
-    """The signal checks of every stream (:mod:`monitor.signals`), published as gauges.
-
-    Per frame this costs one subsampled luma pass (``checks.stride``); gauges are set on
-    :meth:`tick` (main loop) and at once when a check changes state.
-    """
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self._streams: dict[str, _CheckedStream] = {}
-
-    def add(self, config: StreamConfig) -> None:
-        checked = _CheckedStream(StreamSignals(config.checks), self.metrics.stream(config.name))
-        self._streams[config.name] = checked
-        self.metrics.publish_signals(checked.metrics, checked.signals.state())
-
-    def drop(self, name: str) -> None:
-        self._streams.pop(name, None)
-
-    def tick(self, now: float) -> None:
-        for name, checked in list(self._streams.items()):
-            _log_signal_events(name, checked.signals.tick(now))
-            self.metrics.publish_signals(checked.metrics, checked.signals.state())
-
-    # reader threads --------------------------------------------------------------------------------
-    def on_open(self, stream: str, nominal_fps: float | None, now: float) -> None:
-        checked = self._streams.get(stream)
-        # A looped file re-opens at every wrap without going down: keep measuring across the wrap.
-        if checked is not None and not checked.connected:
-            checked.connected = True
-            checked.signals.on_connect(now, nominal_fps)
-            self.metrics.publish_signals(checked.metrics, checked.signals.state())  # the expected rate
-
-    def on_packet(self, stream: str, nbytes: int, now: float) -> None:
-        checked = self._streams.get(stream)
-        if checked is not None:
-            checked.signals.on_packet(now, nbytes)
-
-    def on_frame(self, stream: str, planes: Planes, now: float) -> None:
-        checked = self._streams.get(stream)
-        if checked is not None:
-            self._report(stream, checked, checked.signals.on_frame(now, planes))
-
-    def on_down(self, stream: str, reason: str, now: float) -> None:
-        checked = self._streams.get(stream)
-        if checked is not None:
-            checked.connected = False
-            self._report(stream, checked, checked.signals.on_disconnect(now))
-
-    def _report(self, stream: str, checked: _CheckedStream, events: list[SignalEvent]) -> None:
-        if events:
-            _log_signal_events(stream, events)
-            self.metrics.publish_signals(checked.metrics, checked.signals.state())
-
-
-def _log_signal_events(stream: str, events: list[SignalEvent]) -> None:
-    for event in events:
-        what = "raised" if event.active else "cleared"
-        log.log(logging.WARNING if event.active else logging.INFO, f"{event.check} {what}",
-                extra={"stream": stream, "event": f"signal_{what}", "check": event.check, **event.detail})
-
-
-# ------------------------------------------------------------------------------------------------
-# Quality state: one QualityState per stream, fed on the scheduler thread
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class _TrackedStream:
-    state: QualityState
-    metrics: StreamMetrics
-    lock: threading.Lock  # the scheduler updates while a reload or shutdown may close
-    closed: bool = False  # dropped: a window still in flight must not open a new incident
-
-
-class QualityTracker(WindowObserver):
-    """The quality state of every stream (:mod:`monitor.quality_state`): ``vqa_quality_state`` and one
-    log line per incident change (start, escalate, deescalate, end) with the worst AQS and the
-    dominant artifact."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self._streams: dict[str, _TrackedStream] = {}
-
-    def add(self, config: StreamConfig) -> None:
-        tracked = _TrackedStream(QualityState(config.quality), self.metrics.stream(config.name), threading.Lock())
-        self._streams[config.name] = tracked
-        self.metrics.publish_quality_state(tracked.metrics, Level.OK)
-
-    def drop(self, name: str, reason: str) -> None:
-        """Forget the stream, ending its open incident (if any) with ``reason``."""
-        tracked = self._streams.pop(name, None)
-        if tracked is not None:
-            with tracked.lock:
-                tracked.closed = True
-                events = tracked.state.close(time.monotonic(), reason)
-            _log_quality_events(name, events)
-
-    def close_all(self, reason: str) -> None:
-        for name in list(self._streams):
-            self.drop(name, reason)
-
-    def on_window(self, score: WindowScore) -> None:
-        tracked = self._streams.get(score.stream)
-        if tracked is None:
-            return
-        with tracked.lock:
-            if tracked.closed:
-                return
-            events = tracked.state.update(score.last_frame_time, score.aqs, score.probabilities, score.intensities)
-            level = tracked.state.level
-        if events:
-            self.metrics.publish_quality_state(tracked.metrics, level)
-            _log_quality_events(score.stream, events, window_artifact=score.dominant_artifact)
-
-
-_INCIDENT_MESSAGES = {"start": "quality incident started", "escalate": "quality incident escalated",
-                      "deescalate": "quality incident de-escalated", "end": "quality incident ended"}
-# "level" would overwrite the log line's own level field in JSON.
-_RENAMED_FIELDS = {"level": "quality_level", "previous": "previous_quality_level"}
-
-
-def _log_quality_events(stream: str, events: list[QualityEvent], **extra: str) -> None:
-    for event in events:
-        fields = {_RENAMED_FIELDS.get(k, k): v for k, v in event.fields().items()
-                  if not (isinstance(v, float) and math.isnan(v))}  # a closed incident has no last AQS
-        worse = event.kind in ("start", "escalate")
-        log.log(logging.WARNING if worse else logging.INFO, _INCIDENT_MESSAGES[event.kind],
-                extra={"stream": stream, **fields, **(extra if worse else {})})
 
 
 class Daemon:
@@ -446,74 +304,6 @@ def _call_all(hooks: list[Callable[[], None]]) -> None:
             hook()
         except Exception:  # noqa: BLE001
             log.exception("lifecycle hook failed", extra={"event": "hook_error"})
-
-
-# ------------------------------------------------------------------------------------------------
-# sd_notify
-# ------------------------------------------------------------------------------------------------
-class SystemdNotify:
-    """The daemon's sd_notify messages (each a no-op without ``$NOTIFY_SOCKET``).
-
-    READY=1 (with STATUS=) from :attr:`Daemon.on_ready`; from the main loop's tick: STATUS= whenever
-    the status line changes, and WATCHDOG=1 every ``watchdog_s`` (half of ``WatchdogSec=``) only while
-    :meth:`Daemon.health` holds, so a wedged scheduler, a daemon without a stream for longer than the
-    start-up grace, or a stuck main loop gets restarted by systemd; RELOADING=1 and READY=1 around a
-    reload; STOPPING=1 at shutdown.
-    """
-
-    def __init__(self, daemon: Daemon, notifier: Notifier, watchdog_s: float | None) -> None:
-        self.daemon = daemon
-        self.notifier = notifier
-        self.watchdog_s = watchdog_s
-        self._last_ping = -math.inf
-        self._last_status = ""
-        self._healthy = True
-
-    @classmethod
-    def from_env(cls, daemon: Daemon) -> "SystemdNotify":
-        return cls(daemon, Notifier.from_env(), watchdog_interval())
-
-    def attach(self) -> "SystemdNotify":
-        if not self.notifier.enabled:
-            return self  # not started by systemd
-        d = self.daemon
-        d.on_ready.append(self.ready)
-        d.on_tick.append(self.tick)
-        d.on_reloading.append(self.notifier.reloading)
-        d.on_reloaded.append(self.ready)
-        d.on_stopping.append(self.stopping)
-        if self.watchdog_s is not None:
-            d.tick_s = min(d.tick_s, self.watchdog_s / 2)  # pings then come at most 1.5 x watchdog_s apart
-            log.info("systemd watchdog enabled", extra={"event": "watchdog_enabled", "ping_every_s": self.watchdog_s})
-        return self
-
-    def ready(self) -> None:
-        self._last_status = self.daemon.status_line()
-        self.notifier.ready(self._last_status)
-
-    def tick(self) -> None:
-        status = self.daemon.status_line()
-        if status != self._last_status:
-            self._last_status = status
-            self.notifier.status(status)
-        if self.watchdog_s is not None and time.monotonic() - self._last_ping >= self.watchdog_s:
-            self._ping_if_healthy()
-
-    def _ping_if_healthy(self) -> None:
-        healthy, reason = self.daemon.health()
-        if healthy != self._healthy:
-            self._healthy = healthy
-            if healthy:
-                log.info("healthy again; watchdog pings resume", extra={"event": "healthy", "reason": reason})
-            else:
-                log.warning("unhealthy; watchdog pings withheld (systemd restarts the service after WatchdogSec)",
-                            extra={"event": "unhealthy", "reason": reason})
-        if healthy:
-            self.notifier.watchdog()
-            self._last_ping = time.monotonic()
-
-    def stopping(self) -> None:
-        self.notifier.stopping("stopping")
 
 
 def run_daemon(config_path: str, log_format: str = "text", log_level: str = "info") -> int:

@@ -17,9 +17,14 @@ No dependency: the stdlib ``socket`` module is all the protocol needs.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.daemon import Daemon
 
 __all__ = ["Notifier", "watchdog_interval"]
 
@@ -103,3 +108,71 @@ def watchdog_interval(environ: dict | None = None, fraction: float = 0.5) -> flo
         except ValueError:
             return None
     return usec / 1e6 * fraction
+
+
+# ------------------------------------------------------------------------------------------------
+# sd_notify
+# ------------------------------------------------------------------------------------------------
+class SystemdNotify:
+    """The daemon's sd_notify messages (each a no-op without ``$NOTIFY_SOCKET``).
+
+    READY=1 (with STATUS=) from :attr:`Daemon.on_ready`; from the main loop's tick: STATUS= whenever
+    the status line changes, and WATCHDOG=1 every ``watchdog_s`` (half of ``WatchdogSec=``) only while
+    :meth:`Daemon.health` holds, so a wedged scheduler, a daemon without a stream for longer than the
+    start-up grace, or a stuck main loop gets restarted by systemd; RELOADING=1 and READY=1 around a
+    reload; STOPPING=1 at shutdown.
+    """
+
+    def __init__(self, daemon: Daemon, notifier: Notifier, watchdog_s: float | None) -> None:
+        self.daemon = daemon
+        self.notifier = notifier
+        self.watchdog_s = watchdog_s
+        self._last_ping = -math.inf
+        self._last_status = ""
+        self._healthy = True
+
+    @classmethod
+    def from_env(cls, daemon: Daemon) -> "SystemdNotify":
+        return cls(daemon, Notifier.from_env(), watchdog_interval())
+
+    def attach(self) -> "SystemdNotify":
+        if not self.notifier.enabled:
+            return self  # not started by systemd
+        d = self.daemon
+        d.on_ready.append(self.ready)
+        d.on_tick.append(self.tick)
+        d.on_reloading.append(self.notifier.reloading)
+        d.on_reloaded.append(self.ready)
+        d.on_stopping.append(self.stopping)
+        if self.watchdog_s is not None:
+            d.tick_s = min(d.tick_s, self.watchdog_s / 2)  # pings then come at most 1.5 x watchdog_s apart
+            log.info("systemd watchdog enabled", extra={"event": "watchdog_enabled", "ping_every_s": self.watchdog_s})
+        return self
+
+    def ready(self) -> None:
+        self._last_status = self.daemon.status_line()
+        self.notifier.ready(self._last_status)
+
+    def tick(self) -> None:
+        status = self.daemon.status_line()
+        if status != self._last_status:
+            self._last_status = status
+            self.notifier.status(status)
+        if self.watchdog_s is not None and time.monotonic() - self._last_ping >= self.watchdog_s:
+            self._ping_if_healthy()
+
+    def _ping_if_healthy(self) -> None:
+        healthy, reason = self.daemon.health()
+        if healthy != self._healthy:
+            self._healthy = healthy
+            if healthy:
+                log.info("healthy again; watchdog pings resume", extra={"event": "healthy", "reason": reason})
+            else:
+                log.warning("unhealthy; watchdog pings withheld (systemd restarts the service after WatchdogSec)",
+                            extra={"event": "unhealthy", "reason": reason})
+        if healthy:
+            self.notifier.watchdog()
+            self._last_ping = time.monotonic()
+
+    def stopping(self) -> None:
+        self.notifier.stopping("stopping")

@@ -47,12 +47,11 @@ or a static scene has no keyframe inside the window to prove it is live. A noise
 """
 from __future__ import annotations
 
+import threading
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Sequence
-
-import threading
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator

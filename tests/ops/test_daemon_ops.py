@@ -14,12 +14,12 @@ from typing import Callable, Iterator
 
 import pytest
 import yaml
+from servers import DaemonProcess, Scrape, daemon_config, free_port, wait_until
 
 from engines.contract import ARTIFACTS
 from monitor.config import parse_config
-from monitor.daemon import Daemon, SystemdNotify
-from monitor.notify import Notifier
-from servers import DaemonProcess, Scrape, daemon_config, free_port, wait_until
+from monitor.daemon import Daemon
+from monitor.notify import Notifier, SystemdNotify
 
 pytestmark = pytest.mark.slow
 
