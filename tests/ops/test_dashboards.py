@@ -1,14 +1,16 @@
 """Grafana dashboards: committed JSON == generator output, structure, and the PromQL list for phase 2.
 
 No Grafana server can be installed on these machines (not in Debian main; PyPI `grafana` is an empty
-placeholder): the end-to-end check runs :func:`build_dashboards.panel_queries` against a real
-Prometheus scraping the real daemon instead.
+placeholder): the end-to-end check (slow) runs every target of the committed JSON, with Grafana's
+variables expanded, against a real Prometheus scraping the real daemon instead.
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,120 @@ def test_provisioning_files():
     assert ds["apiVersion"] == 1 and ds["datasources"][0]["type"] == "prometheus"
     dash = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/vqa-monitor.yml").read_text())
     assert dash["providers"][0]["type"] == "file" and dash["providers"][0]["options"]["path"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Every panel query of the committed JSON against a real Prometheus scraping the real daemon
+# ------------------------------------------------------------------------------------------------
+RATE_INTERVAL = "10s"  # stands in for $__rate_interval / $__interval: ten 1 s scrapes
+RANGE_S, STEP_S = 30.0, 1.0  # range panels: the last 30 s at a 1 s step (Grafana picks the step from the width)
+QUERY_DEADLINE_S = 120.0  # first samples after ~6 s, rate() after ~8 s, a scored window after a few s
+
+
+def _committed_targets() -> list[dict]:
+    """Every target of the committed dashboards, exactly as Grafana would send it (before variables)."""
+    out = []
+    for name in build_dashboards.DASHBOARDS:
+        model = json.loads((build_dashboards.OUT_DIR / name).read_text())
+        variables = {v["name"] for v in model["templating"]["list"]}
+        for panel in _panels(model):
+            for target in panel.get("targets") or []:
+                if not target.get("expr"):
+                    continue
+                out.append({"dashboard": model["uid"], "panel": f"{panel.get('title')} ({panel.get('type')})",
+                            "ref_id": target.get("refId"), "expr": target["expr"],
+                            "legend": target.get("legendFormat", ""), "instant": bool(target.get("instant")),
+                            "per_stream": "stream" in variables})
+    return out
+
+
+def _panels(model: dict):
+    for panel in model.get("panels", []):
+        yield panel
+        yield from _panels(panel)  # rows may nest panels
+
+
+def _expand(expr: str, stream: str | None) -> str:
+    """Grafana's variables as Grafana would expand them for one chosen stream."""
+    for var in ("$__rate_interval", "${__rate_interval}", "$__interval", "${__interval}"):
+        expr = expr.replace(var, RATE_INTERVAL)
+    if stream is not None:
+        expr = expr.replace("${stream}", stream).replace("$stream", stream)
+    assert "$" not in expr, f"unexpanded variable in {expr!r}"
+    return expr
+
+
+def _check_answer(answer: dict, target: dict, stream: str | None) -> str | None:
+    """None if the answer has data Grafana can draw, else what is wrong. Hard errors start with 'ERROR'."""
+    if answer.get("status") != "success":
+        return f"ERROR {answer.get('errorType')}: {answer.get('error')}"
+    data = answer["data"]
+    if data["resultType"] == "scalar":
+        series = [{"metric": {}, "value": data["result"]}]
+    else:
+        series = data["result"]
+    if not series:
+        return "empty result"
+    finite = []
+    for s in series:
+        points = s.get("values") or ([s["value"]] if "value" in s else [])
+        if any(math.isfinite(float(v)) for _, v in points):
+            finite.append(s)
+        # the legend must be drawable: every {{label}} it names is on every series
+        for label in re.findall(r"{{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*}}", target["legend"]):
+            if label not in s["metric"]:
+                return f"legend {target['legend']!r} names label {label!r}, missing on {s['metric']}"
+        if stream is not None and "stream" in s["metric"] and s["metric"]["stream"] != stream:
+            return f"series of another stream leaked in: {s['metric']}"
+    if not finite:
+        return f"only NaN/Inf values ({len(series)} series)"
+    return None
+
+
+@pytest.mark.slow
+def test_every_committed_panel_query_returns_data(daemon, prometheus, noisy_demo_clip):
+    """Run every panel target of grafana/dashboards/*.json, with $stream set to each real stream, against
+    Prometheus' HTTP API: no query may fail, come back empty or hold only NaN, and every legend's
+    {{label}} must exist on the returned series.
+
+    No panel is exempt: none of the queries is legitimately empty on a healthy daemon (counters start at
+    0, the 0/1 signal gauges exist from a stream's start, "Streams with an alert signal" ends in
+    ``or vector(0)``). Two sources: the clean demo clip and the same clip with heavy noise, so the
+    per-stream dashboard is checked on a good and on a degraded stream and the stream filter on both.
+    """
+    streams = {"demo": "demo:", "noisy": str(noisy_demo_clip)}
+    d = daemon([{"name": n, "url": u} for n, u in streams.items()], wait="healthz")
+    prom = prometheus([f"127.0.0.1:{d.port}"])
+    targets = _committed_targets()
+    assert len(targets) >= 30
+    runs = [(t, s) for t in targets for s in (streams if t["per_stream"] else [None])]
+
+    started = time.monotonic()
+    failures: dict[tuple, str] = {}
+    while True:
+        d.assert_running()
+        now = time.time()
+        failures = {}
+        for target, stream in runs:
+            expr = _expand(target["expr"], stream)
+            answer = (prom.query(expr, at=now) if target["instant"]
+                      else prom.query_range(expr, now - RANGE_S, now, STEP_S))
+            problem = _check_answer(answer, target, stream)
+            if problem:
+                failures[(target["dashboard"], target["panel"], target["ref_id"], stream, expr)] = problem
+        hard = {k: v for k, v in failures.items() if v.startswith("ERROR") or v.startswith("legend")}
+        assert not hard, "panel queries rejected by Prometheus:\n" + "\n".join(f"{k}: {v}" for k, v in hard.items())
+        if not failures or time.monotonic() - started > QUERY_DEADLINE_S:
+            break
+        time.sleep(1.0)
+    assert not failures, (f"after {QUERY_DEADLINE_S:.0f} s, panel queries without data:\n"
+                          + "\n".join(f"{k}: {v}" for k, v in failures.items()))
+    print(f"\n[dashboards] {len(runs)} panel queries ({len(targets)} targets) all returned data "
+          f"{time.monotonic() - started:.1f} s after Prometheus started")
+
+    # The $stream variable: Grafana's label_values(vqa_stream_up, stream) == the label values API.
+    var = {v["name"]: v for v in json.loads((build_dashboards.OUT_DIR / "vqa-stream.json").read_text())
+           ["templating"]["list"]}["stream"]
+    metric, label = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", var["query"]["query"]).groups()
+    status, answer = prom.api(f"label/{label}/values", **{"match[]": metric})
+    assert status == 200 and set(answer["data"]) == set(streams), answer
