@@ -118,8 +118,8 @@ class SystemdNotify:
 
     READY=1 (with STATUS=) from :attr:`Daemon.on_ready`; from the main loop's tick: STATUS= whenever
     the status line changes, and WATCHDOG=1 every ``watchdog_s`` (half of ``WatchdogSec=``) only while
-    :meth:`Daemon.health` holds, so a wedged scheduler, a daemon without a stream for longer than the
-    start-up grace, or a stuck main loop gets restarted by systemd; RELOADING=1 and READY=1 around a
+    :meth:`Daemon.health` holds, so a wedged scheduler or engine call, or a stuck main loop, gets
+    restarted by systemd (stream outages do not stop the pings); RELOADING=1 and READY=1 around a
     reload; STOPPING=1 at shutdown.
     """
 

@@ -12,7 +12,7 @@ from monitoring_stack import (  # noqa: E402
     PROMETHEUS,
     Prometheus,
     missing_binaries,
-    noisy_clip,
+    degraded_clip,
 )
 
 
@@ -35,9 +35,9 @@ def clip_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def noisy_demo_clip(clip_dir: Path) -> Path:
-    """monitor/demo/demo.mp4 with heavy temporal noise (a clearly degraded source), made once per session."""
-    return noisy_clip(clip_dir / "demo_noise60_crf32.mp4")
+def degraded_demo_clip(clip_dir: Path) -> Path:
+    """monitor/demo/demo.mp4 starved of bits, big blocks (a clearly degraded source), made once per session."""
+    return degraded_clip(clip_dir / "demo_blocky6_crf40.mp4")
 
 
 class _Factory:

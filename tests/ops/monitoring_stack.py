@@ -6,7 +6,7 @@
   (``--cluster.listen-address=``), its own storage dir.
 * :class:`WebhookReceiver`: a ``http.server`` on 127.0.0.1 in a thread of the test process that records
   every POST (Alertmanager's webhook JSON) with the monotonic time it arrived.
-* :func:`noisy_clip`: the demo clip with heavy temporal noise (a clearly degraded source);
+* :func:`degraded_clip`: the demo clip starved of bits (big blocks; a clearly degraded source);
   :func:`concat_clip`: clips played one after the other in one MPEG-TS file (degraded, then clean).
 
 Ports are chosen at run time; every wait is bounded and raises ``TimeoutError`` with what was seen last;
@@ -302,9 +302,9 @@ class WebhookReceiver:
 # ------------------------------------------------------------------------------------------------
 # Clips
 # ------------------------------------------------------------------------------------------------
-def noisy_clip(path: Path, source: Path = DEMO_CLIP, strength: int = 60, crf: int = 32) -> Path:
-    """``source`` with heavy temporal noise (FFmpeg ``noise=alls=60:allf=t``), x264 CRF 32, a keyframe
-    every second, no B-frames; cached."""
+def degraded_clip(path: Path, source: Path = DEMO_CLIP, factor: int = 6, crf: int = 40) -> Path:
+    """``source`` as a starved encoder delivers it: down-scaled ``factor`` x, blown back up with nearest
+    neighbour (big blocks) and x264 CRF 40; a keyframe every second, no B-frames; cached."""
     path = Path(path)
     if path.exists():
         return path
@@ -312,7 +312,8 @@ def noisy_clip(path: Path, source: Path = DEMO_CLIP, strength: int = 60, crf: in
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     subprocess.run(
         ["nice", "-n", "5", ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
-         "-vf", f"noise=alls={strength}:allf=t", "-an", "-c:v", "libx264", "-crf", str(crf), "-preset", "veryfast",
+         "-vf", f"scale=iw/{factor}:ih/{factor},scale=iw*{factor}:ih*{factor}:flags=neighbor", "-an",
+         "-c:v", "libx264", "-crf", str(crf), "-preset", "veryfast",
          "-pix_fmt", "yuv420p", "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-bf", "0", str(tmp)],
         check=True, timeout=300)
     tmp.rename(path)

@@ -151,17 +151,17 @@ def _check_answer(answer: dict, target: dict, stream: str | None) -> str | None:
 
 
 @pytest.mark.slow
-def test_every_committed_panel_query_returns_data(daemon, prometheus, noisy_demo_clip):
+def test_every_committed_panel_query_returns_data(daemon, prometheus, degraded_demo_clip):
     """Run every panel target of grafana/dashboards/*.json, with $stream set to each real stream, against
     Prometheus' HTTP API: no query may fail, come back empty or hold only NaN, and every legend's
     {{label}} must exist on the returned series.
 
     No panel is exempt: none of the queries is legitimately empty on a healthy daemon (counters start at
     0, the 0/1 signal gauges exist from a stream's start, "Streams with an alert signal" ends in
-    ``or vector(0)``). Two sources: the clean demo clip and the same clip with heavy noise, so the
+    ``or vector(0)``). Two sources: the clean demo clip and the same clip starved of bits, so the
     per-stream dashboard is checked on a good and on a degraded stream and the stream filter on both.
     """
-    streams = {"demo": "demo:", "noisy": str(noisy_demo_clip)}
+    streams = {"demo": "demo:", "degraded": str(degraded_demo_clip)}
     d = daemon([{"name": n, "url": u} for n, u in streams.items()], wait="healthz")
     prom = prometheus([f"127.0.0.1:{d.port}"])
     targets = _committed_targets()
