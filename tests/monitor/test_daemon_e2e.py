@@ -79,3 +79,17 @@ def test_shipped_config_serves_demo_aqs(daemon, tmp_path: Path) -> None:
     aqs = d.wait_value("vqa_aqs", lambda v: not math.isnan(v), timeout=40, stream="demo")
     assert 0.0 <= aqs <= 1.0
     assert 'vqa_aqs{stream="demo"}' in d.scrape().text
+
+
+def test_daemon_runs_where_torch_cannot_be_imported(daemon, tmp_path: Path) -> None:
+    """README command 1 installs no torch: the daemon, its default engine chain and scoring never need it."""
+    blocker = tmp_path / "no-torch" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["metrics"]["listen"] = f"127.0.0.1:{free_port()}"
+    d = daemon(yaml.safe_dump(config), wait="readyz", env={"PYTHONPATH": str(blocker.parent)})
+    aqs = d.wait_value("vqa_aqs", lambda v: not math.isnan(v), timeout=40, stream="demo")
+    assert 0.0 <= aqs <= 1.0
+    assert d.scrape().series("vqa_engine_info")[0]["engine"] == "onnxruntime"
+    assert "torch is blocked" not in d.log_path.read_text()
