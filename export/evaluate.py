@@ -50,10 +50,32 @@ def load_heldout(directory: Path) -> dict[str, np.ndarray]:
     return data
 
 
-def model_metrics(path: Path, data: dict[str, np.ndarray], rows: np.ndarray, threads: int = 2) -> dict:
+def onnx_outputs(path: Path, windows: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from export.quantize import run, session
 
-    quality, logits, intensity = run(session(path, threads), data["windows"][rows])
+    return run(session(path, threads), windows)
+
+
+def classical_outputs(path: Path, windows: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shipped classical engine (``classical.json`` in ``path``'s folder), as the daemon runs it."""
+    from engines import classical
+
+    engine = classical.load(model_dir=path.parent)
+    outputs = [engine.infer(windows[i : i + 64]) for i in range(0, len(windows), 64)]
+    return tuple(np.concatenate([getattr(o, k) for o in outputs]) for k in ("quality", "artifact_logits", "intensity"))
+
+
+def evaluated_models(models_dir: Path) -> dict[str, Path]:
+    """Every shipped model file the card reports on: the ONNX files and the classical engine's file."""
+    files = {p.name: p for p in sorted(models_dir.glob("*.onnx"))}
+    if (models_dir / "classical.json").exists():
+        files["classical.json"] = models_dir / "classical.json"
+    return files
+
+
+def model_metrics(path: Path, data: dict[str, np.ndarray], rows: np.ndarray, threads: int = 2) -> dict:
+    run = classical_outputs if path.suffix == ".json" else onnx_outputs
+    quality, logits, intensity = run(path, data["windows"][rows], threads)
     score = aqs(quality, np_sigmoid(logits), intensity)
     target = data["quality"][rows]
     aucs = artifact_aucs(logits, data["presence"][rows])
@@ -182,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((args.data / "manifest.json").read_text())
     report: dict = {"heldout_windows": int(len(data["quality"])), "heldout_clips": int(len(set(data["clip_id"].tolist())))}
     all_rows = np.arange(len(data["quality"]))
-    report["models"] = {p.name: model_metrics(p, data, all_rows, args.threads) for p in sorted(args.models.glob("*.onnx"))}
+    models = evaluated_models(args.models)
+    report["models"] = {name: model_metrics(p, data, all_rows, args.threads) for name, p in models.items()}
 
     if not args.skip_peers:
         rows, peers = peer_scores(data, manifest, args.data)
@@ -191,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         report["peers"] = {name: {"srocc": srocc(-s, target), "plcc": plcc(-s, target), "mean": float(s.mean())}
                            for name, s in peers.items()}
         report["models_on_peer_windows"] = {
-            p.name: {k: v for k, v in model_metrics(p, data, rows, args.threads).items() if k not in ("auc", "positives")}
-            for p in sorted(args.models.glob("*.onnx"))
+            name: {k: v for k, v in model_metrics(p, data, rows, args.threads).items() if k not in ("auc", "positives")}
+            for name, p in models.items()
         }
     with tempfile.TemporaryDirectory() as tmp:
         report["clean_vs_crf46"] = clean_and_crf46(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
