@@ -211,7 +211,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
       "what runs in production. The weights shipped are those of the last epoch (the held-out split is only "
       "watched, never used to pick an epoch).")
     w("")
-    w("Per-epoch logs: below, and `runs/<model>/log.jsonl` (not shipped). Export: `python -m export.export_onnx --model NAME "
+    w("Per-epoch logs: above, and `runs/<model>/log.jsonl` (not shipped). Export: `python -m export.export_onnx --model NAME "
       "--weights runs/NAME/weights.pt --out engines/models/NAME.onnx` (opset 18, dynamic batch, parity vs torch "
       "checked); int8: `python -m export.quantize`; card: `python -m export.model_card --report runs/evaluation.json`.")
     w("")
