@@ -27,15 +27,16 @@ def _windows(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, *INPUT_SHAPE), dtype=np.uint8)
 
 
-def _shipped_weights(model: str) -> bool:
-    return any(e.architecture == model and e.format in ("safetensors", "torch-tensors") for e in read_manifest().values())
+def _shipped_weights(model: str, precision: str = "fp32") -> bool:
+    return any(e.architecture == model and e.format in ("safetensors", "torch-tensors") and e.precision == precision
+               for e in read_manifest().values())
 
 
 @pytest.fixture(scope="module")
 def paired_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model folder with the same weights as ONNX (fp32) and safetensors.
+    """A model folder with the same weights as ONNX (fp32) and safetensors (fp32).
 
-    The shipped folder when it holds both; otherwise a seeded model exported here with the project's
+    The shipped folder when it holds both in fp32 (it ships fp16 weights: see the test below); otherwise a seeded model exported here with the project's
     exporter, so the parity check always compares two real files of the same weights."""
     if _shipped_weights(MODEL):
         return DEFAULT_MODEL_DIR
@@ -67,6 +68,23 @@ def test_cpu_engine_matches_onnxruntime_fp32_on_the_same_batch(tmp_path: Path, p
     np.testing.assert_allclose(a.quality, b.quality, atol=PARITY_ATOL)
     np.testing.assert_allclose(a.artifact_logits, b.artifact_logits, atol=PARITY_ATOL * 10)
     np.testing.assert_allclose(a.intensity, b.intensity, atol=PARITY_ATOL)
+    engine.close()
+    reference.close()
+
+
+@pytest.mark.skipif(not _shipped_weights(MODEL, "fp16"), reason="no fp16 weights shipped for the light model")
+def test_shipped_fp16_weights_match_the_shipped_fp32_onnx() -> None:
+    """The shipped torch weights (fp16, loaded into the fp32 model on CPU) and the shipped fp32 ONNX are the
+    same model: outputs agree within what rounding the weights to fp16 costs."""
+    folder = DEFAULT_MODEL_DIR
+    engine = torch_engine.load(MODEL, folder, threads=1, device="cpu")
+    assert engine.info.model.endswith(".fp16.safetensors")
+    reference = onnxruntime_engine.load(MODEL, folder, threads=1)
+    batch = _windows(2, seed=7)
+    a, b = engine.infer(batch), reference.infer(batch)
+    np.testing.assert_allclose(a.quality, b.quality, atol=1e-2)
+    np.testing.assert_allclose(a.intensity, b.intensity, atol=1e-2)
+    np.testing.assert_allclose(a.artifact_logits, b.artifact_logits, atol=5e-2)
     engine.close()
     reference.close()
 

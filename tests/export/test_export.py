@@ -17,14 +17,15 @@ def test_manifest_lists_every_shipped_file_with_its_sha256():
     from export.model_card import MAX_FILE_BYTES, sha256
 
     manifest = json.loads((MODELS / "manifest.json").read_text())
-    shipped = sorted(p.name for p in MODELS.glob("*.onnx"))
+    shipped = sorted(p.name for p in MODELS.iterdir() if p.suffix in (".onnx", ".safetensors"))
     assert sorted(manifest["files"]) == shipped
     assert "aqs_effnet_b0.onnx" in shipped and "aqs_mnv3_small.onnx" in shipped
     for name, entry in manifest["files"].items():
         path = MODELS / name
         assert path.stat().st_size < MAX_FILE_BYTES
         assert entry["sha256"] == sha256(path)
-        assert entry["precision"] in ("fp32", "int8")
+        assert entry["precision"] in ("fp32", "int8", "fp16")
+        assert ("." + entry["precision"] + ".") in name or entry["precision"] == "fp32"
         assert entry["architecture"] in ("aqs_effnet_b0", "aqs_mnv3_small")
 
 
