@@ -67,18 +67,58 @@ def _http_ok(url: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------
-# Prometheus
+# A Debian server binary run in its own folder, logging to a file
 # ------------------------------------------------------------------------------------------------
-class Prometheus:
-    """``prometheus`` scraping ``targets`` (``host:port`` of daemons) as job ``vqa-monitor``."""
+class _Server:
+    name = "server"
+    binary = ""
 
-    def __init__(self, workdir: Path, targets: Iterable[str], *, rule_files: Iterable[Path] = (),
-                 alertmanager: str | None = None, interval: str = "1s") -> None:
+    def __init__(self, workdir: Path) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.log_path = self.workdir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _start(self, args: list[str], timeout: float) -> None:
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([_binary(self.binary), *args], stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=self.workdir)
+        wait_until(lambda: self._alive() and _http_ok(self.url + "/-/ready"), timeout, what=f"{self.name} ready")
+
+    def _alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+        return True
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        _stop_process(self.proc)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Prometheus
+# ------------------------------------------------------------------------------------------------
+class Prometheus(_Server):
+    """``prometheus`` scraping ``targets`` (``host:port`` of daemons) as job ``vqa-monitor``."""
+
+    name, binary = "prometheus", PROMETHEUS
+
+    def __init__(self, workdir: Path, targets: Iterable[str], *, rule_files: Iterable[Path] = (),
+                 alertmanager: str | None = None, interval: str = "1s") -> None:
+        super().__init__(workdir)
         self.config_path = self.workdir / "prometheus.yml"
-        self.log_path = self.workdir / "prometheus.log"
         config: dict[str, Any] = {
             "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
             "rule_files": [str(p) for p in rule_files],
@@ -87,26 +127,11 @@ class Prometheus:
         if alertmanager:
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> "Prometheus":
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [_binary(PROMETHEUS), f"--config.file={self.config_path}",
-             f"--storage.tsdb.path={self.workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-             "--log.level=info"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        wait_until(lambda: self._alive() and _http_ok(self.url + "/-/ready"), timeout, what="Prometheus ready")
+        self._start([f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
+                     f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=info"], timeout)
         return self
-
-    def _alive(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"prometheus exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
-        return True
 
     def api(self, path: str, **params: Any) -> tuple[int, Any]:
         return _http_json(f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}")
@@ -134,17 +159,6 @@ class Prometheus:
     def targets_up(self) -> bool:
         active = self.api("targets")[1]["data"]["activeTargets"]
         return bool(active) and all(t["health"] == "up" for t in active)
-
-    def logs(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def close(self) -> None:
-        _stop_process(self.proc)
-        if getattr(self, "_log", None):
-            self._log.close()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,52 +188,26 @@ def alertmanager_test_config(example: Path, webhook_url: str, *, group_wait: str
     return config
 
 
-class Alertmanager:
+class Alertmanager(_Server):
+    name, binary = "alertmanager", ALERTMANAGER
+
     def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        super().__init__(workdir)
         self.config_path = self.workdir / "alertmanager.yml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.log_path = self.workdir / "alertmanager.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
-
     def start(self, timeout: float = 30.0) -> "Alertmanager":
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [_binary(ALERTMANAGER), f"--config.file={self.config_path}",
-             f"--storage.path={self.workdir / 'data'}", f"--web.listen-address={self.address}",
-             "--cluster.listen-address=", "--log.level=info"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        wait_until(lambda: self._alive() and _http_ok(self.url + "/-/ready"), timeout, what="Alertmanager ready")
+        # an empty cluster address: no gossip port on 0.0.0.0:9094
+        self._start([f"--config.file={self.config_path}", f"--storage.path={self.workdir / 'data'}",
+                     f"--web.listen-address={self.address}", "--cluster.listen-address=", "--log.level=info"], timeout)
         return self
-
-    def _alive(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"alertmanager exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
-        return True
 
     def alerts(self) -> list[dict[str, Any]]:
         return _http_json(self.url + "/api/v2/alerts")[1]
-
-    def logs(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def close(self) -> None:
-        _stop_process(self.proc)
-        if getattr(self, "_log", None):
-            self._log.close()
 
 
 # ------------------------------------------------------------------------------------------------
