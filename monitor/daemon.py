@@ -185,7 +185,8 @@ class Daemon:
 
     # reload ----------------------------------------------------------------------------------------
     def reload(self) -> bool:
-        """Apply the config file again; returns False (and changes nothing) when it is invalid."""
+        """Apply the config file again; returns False when it is invalid (nothing changes) or its engine
+        section failed to load (the streams change, the running engine stays)."""
         if self.config_path is None:
             return False
         try:
@@ -202,8 +203,9 @@ class Daemon:
         if new.metrics != old.metrics:
             log.warning("metrics.listen changed; restart the daemon to apply it",
                         extra={"event": "reload_needs_restart", "listen": old.metrics.listen})
-        if new.engine != old.engine:
-            self._reload_engine(new)
+        engine_ok = new.engine == old.engine or self._reload_engine(new)
+        if not engine_ok:  # keep describing the engine that runs, so the same file can be retried
+            new = new.model_copy(update={"engine": old.engine})
         old_by_name = {s.name: s for s in old.streams}
         new_by_name = {s.name: s for s in new.streams}
         stopped: list[StreamReader] = []
@@ -223,20 +225,25 @@ class Daemon:
                     changed.append(name)
             self.config = new if new.metrics == old.metrics else new.model_copy(update={"metrics": old.metrics})
             self._publish_streams()
-        self.metrics.config_reload_ok.set(1)
-        self.metrics.config_reloads.labels("success").inc()
-        log.info("config reloaded", extra={"event": "reloaded", "added": ",".join(added) or "-",
+        self.metrics.config_reload_ok.set(1 if engine_ok else 0)
+        self.metrics.config_reloads.labels("success" if engine_ok else "failure").inc()
+        log.info("config reloaded" if engine_ok else "config reloaded, except the engine section", extra={"event": "reloaded", "added": ",".join(added) or "-",
                                            "removed": ",".join(removed) or "-", "restarted": ",".join(changed) or "-"})
-        return True
+        return engine_ok
 
-    def _reload_engine(self, new: Config) -> None:
+    def _reload_engine(self, new: Config) -> bool:
+        """Load and swap in the engine of ``new``; False (the running engine stays) when it fails."""
         assert self.scheduler is not None
         try:
             selection = load_engine(new.engine, base_dir_of(self.config_path) if self.config_path else None)
         except Exception as exc:  # noqa: BLE001 - keep the running engine
             log.error("new engine configuration failed; keeping the running engine",
                       extra={"event": "engine_reload_failed", "reason": str(exc)})
-            return
+            return False
+        if new.engine.max_batch > self.scheduler.max_batch:
+            # the batch buffer is preallocated and in use by the scheduler thread
+            log.warning("engine.max_batch can only grow with a restart",
+                        extra={"event": "reload_needs_restart", "max_batch": self.scheduler.max_batch})
         self.scheduler.max_batch = min(new.engine.max_batch, self.scheduler.max_batch)
         self.scheduler.max_wait_s = new.engine.max_wait_ms / 1000.0
         old = self.scheduler.swap_engine(selection.engine)
@@ -244,6 +251,7 @@ class Daemon:
             old.close()
         except Exception:  # noqa: BLE001
             log.debug("closing the old engine failed", exc_info=True)
+        return True
 
     # run / stop ------------------------------------------------------------------------------------
     def request_stop(self) -> None:

@@ -43,6 +43,24 @@ def test_sighup_add_remove_change_and_invalid(daemon, test_clip: Path) -> None:
     d.wait_value("vqa_windows_scored_total", lambda v: v >= c_before + 2, timeout=20, stream="c")
     assert d.scrape().streams() == {"a", "c"}
 
+    # an engine section that cannot load: the stream changes apply, the running engine stays, the reload
+    # counts as failed, and the engine section is not taken as applied (the same file is retried next time)
+    engine_before = d.scrape().series("vqa_engine_info")
+    empty_models = Path(d.config_path).parent / "no-models"
+    empty_models.mkdir()
+    d.reload(daemon_config([{"name": "a", "url": clip, "stride": 5}, {"name": "c", "url": clip},
+                            {"name": "e", "url": clip}], port,
+                           engine={"prefer": ["onnxruntime:aqs_effnet_b0"], "model_dir": str(empty_models)}))
+    d.wait_value("vqa_windows_scored_total", lambda v: v >= 1, timeout=30, stream="e")
+    assert d.value("vqa_config_last_reload_successful") == 0
+    assert any(e.get("event") == "engine_reload_failed" for e in d.events())
+    assert d.scrape().series("vqa_engine_info") == engine_before
+    failures = d.value("vqa_config_reloads_total", result="failure")
+    d.reload(Path(d.config_path).read_text())  # the same file again: the engine load is retried
+    wait_until(lambda: d.value("vqa_config_reloads_total", result="failure") == failures + 1, 20,
+               what="the engine section retried")
+    assert len([e for e in d.events() if e.get("event") == "engine_reload_failed"]) == 2
+
     # SIGTERM: gone within 5 s (the contract), cleanly
     elapsed = d.terminate()
     assert elapsed < 5.0, elapsed
