@@ -1,7 +1,6 @@
 """SIGHUP reload (add, remove, change, invalid) and SIGTERM timing."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
