@@ -206,6 +206,9 @@ class StreamReader:
         self._prev_time = None
         self.ring.reset()
         codec = stream.codec_context
+        # One decoding thread per stream: the streams are the parallelism. FFmpeg's default of a thread
+        # pool per decoder oversubscribes the cores with many streams and costs memory per stream.
+        codec.thread_count = 1
         consecutive_errors = 0
         for packet in container.demux(stream):
             if self._stop.is_set():
