@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 from engines.architectures import build_model  # noqa: E402
 from engines.contract import NUM_ARTIFACTS  # noqa: E402
 from export.metrics import plcc, roc_auc, srocc  # noqa: E402
-from export.train import LABELS, losses, lr_at, main  # noqa: E402
+from engines.aqs import aqs  # noqa: E402
+from export.train import LABELS, aqs_torch, losses, lr_at, main  # noqa: E402
 
 
 def write_split(directory, windows, seed):
@@ -111,3 +112,41 @@ def test_crop_epochs_then_whole_mosaic(tmp_path, sampled_windows):
                  "--crop-fragments", "4", "--full-epochs", "1"]) == 0
     log = [json.loads(line) for line in (tmp_path / "runs" / "aqs_mnv3_small" / "log.jsonl").read_text().splitlines()]
     assert [r["crop_fragments"] for r in log] == [4, 7]
+
+
+def test_aqs_loss_uses_the_daemons_formula():
+    rng = np.random.default_rng(3)
+    q, p, s = rng.random(16), rng.random((16, NUM_ARTIFACTS)), rng.random((16, NUM_ARTIFACTS))
+    got = aqs_torch(*(torch.from_numpy(a) for a in (q, p, s))).numpy()
+    np.testing.assert_allclose(got, aqs(q, p, s), rtol=1e-5, atol=1e-6)
+
+
+def test_aqs_loss_penalises_false_alarms_on_clean_windows():
+    quality, presence, intensity = torch.ones(2), torch.zeros(2, NUM_ARTIFACTS), torch.zeros(2, NUM_ARTIFACTS)
+    quiet = (torch.ones(2), torch.full((2, NUM_ARTIFACTS), -6.0), torch.full((2, NUM_ARTIFACTS), 0.6))
+    alarmed = (torch.ones(2), torch.full((2, NUM_ARTIFACTS), -1.5), torch.full((2, NUM_ARTIFACTS), 0.6))
+    assert losses(quiet, quality, presence, intensity)["aqs"] < 0.02
+    assert losses(alarmed, quality, presence, intensity)["aqs"] > 0.15
+    off = losses(alarmed, quality, presence, intensity, aqs_weight=0.0)
+    assert off["total"] == pytest.approx(float(2 * off["quality"] + off["presence"] + 0.5 * off["intensity"]))
+
+
+def test_train_starts_from_init_weights(tmp_path, sampled_windows):
+    windows = sampled_windows(4)
+    write_split(tmp_path / "data" / "train", windows[:2], 0)
+    write_split(tmp_path / "data" / "heldout", windows[2:], 1)
+    torch.manual_seed(123)
+    start = build_model("aqs_mnv3_small")
+    with torch.no_grad():
+        start.quality_head.bias.fill_(3.0)
+    torch.save(start.state_dict(), tmp_path / "init.pt")
+    common = ["--model", "aqs_mnv3_small", "--data", str(tmp_path / "data"), "--batch-size", "2", "--max-steps", "1",
+              "--threads", "2", "--epochs", "1", "--lr", "1e-9"]
+    assert main([*common, "--runs", str(tmp_path / "a"), "--init", str(tmp_path / "init.pt")]) == 0
+    assert main([*common, "--runs", str(tmp_path / "b")]) == 0
+    tuned = torch.load(tmp_path / "a" / "aqs_mnv3_small" / "weights.pt", weights_only=True)
+    fresh = torch.load(tmp_path / "b" / "aqs_mnv3_small" / "weights.pt", weights_only=True)
+    assert float(tuned["quality_head.bias"]) == pytest.approx(3.0, abs=1e-3)
+    assert float(fresh["quality_head.bias"]) != pytest.approx(3.0, abs=0.5)
+    log = json.loads((tmp_path / "a" / "aqs_mnv3_small" / "log.jsonl").read_text().splitlines()[0])
+    assert "heldout_aqs_srocc" in log and "heldout_clean_aqs" in log
