@@ -154,12 +154,24 @@ def score_files(files: list[Path], engine: str) -> list[dict]:
     return results
 
 
+def spread_over_sources(manifest: dict, limit: int = 0) -> list[str]:
+    """Held-out reference clips, taken in turn from each held-out source (so a ``limit`` covers all
+    sources, not the first two in alphabetical order); ``limit`` 0: all of them."""
+    by_source: dict[str, set[str]] = {}
+    for m in manifest["clips"]:
+        if m["split"] == "heldout":
+            by_source.setdefault(m["source"], set()).add(m["reference"])
+    queues = [sorted(refs) for _, refs in sorted(by_source.items())]
+    ordered = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+    return ordered[:limit] if limit else ordered
+
+
 def clean_and_crf46(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
     """Held-out clean references and their x264 CRF 46 encodes, scored by ``vqa-monitor score``."""
     from export.degrade import decode_rgb, encode
     from export.vmaf import vmaf_frames
 
-    refs = sorted({m["reference"] for m in manifest["clips"] if m["split"] == "heldout"})[:limit]
+    refs = spread_over_sources(manifest, limit)
     pairs = []
     for ref in refs:
         ref_path = locate(ref, data_dir, "refs")
@@ -195,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--engines", default="onnxruntime:aqs_effnet_b0,onnxruntime:aqs_mnv3_small,classical",
                         help="comma-separated engine specs for the clean / CRF 46 check")
-    parser.add_argument("--clean-clips", type=int, default=12, help="held-out references to check")
+    parser.add_argument("--clean-clips", type=int, default=0, help="held-out references to check (0: all)")
     parser.add_argument("--skip-peers", action="store_true")
     args = parser.parse_args(argv)
 

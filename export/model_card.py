@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--placeholder", action="store_true")
     parser.add_argument("--report", type=Path, help="JSON report from export.evaluate")
+    parser.add_argument("--data", type=Path, help="the dataset the models were last trained on (its manifest.json "
+                        "is summarised; default data/dataset)")
     args = parser.parse_args(argv)
     if not args.placeholder and args.report is None:
         parser.error("give --report runs/evaluation.json (from export.evaluate), or --placeholder")
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         text = placeholder_card(manifest, args.models_dir)
     else:
         report = json.loads(args.report.read_text())
-        text = trained_card(manifest, args.models_dir, report)
+        text = trained_card(manifest, args.models_dir, report,
+                            data_manifest=args.data / "manifest.json" if args.data else None)
     (args.models_dir / CARD).write_text(text)
     print(f"wrote {args.models_dir / MANIFEST} ({len(manifest['files'])} files) and {args.models_dir / CARD}")
     return 0
@@ -109,17 +112,33 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def training_stages(run_dir: Path, repo: Path) -> list[tuple[Path, list[dict]]]:
+    """The training runs behind a model, first stage first: a run started with ``--init W`` is
+    preceded by the run whose folder holds ``W`` (when its log is still there)."""
+    stages: list[tuple[Path, list[dict]]] = []
+    while run_dir is not None and len(stages) < 10:
+        log = _read_jsonl(run_dir / "log.jsonl")
+        if not log:
+            break
+        stages.insert(0, (run_dir, log))
+        init = log[0].get("init")
+        run_dir = (Path(init) if Path(init).is_absolute() else repo / init).parent if init else None
+    return stages
+
+
 def _epoch_table(model: str, log: list[dict]) -> list[str]:
     """Per-epoch training loss and held-out metrics of one model (the training log, in the card)."""
     if not log:
         return []
     lines = [f"<details><summary>{model}: per-epoch log</summary>", "",
-             "| epoch | input (fragments) | train loss | held-out quality SROCC | PLCC | mean artifact AUC | minutes |",
-             "|---|---|---|---|---|---|---|"]
+             "| epoch | input (fragments) | train loss | held-out quality SROCC | PLCC | mean artifact AUC | "
+             "AQS SROCC | clean-window AQS | minutes |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in log:
         crop = r.get("crop_fragments", 7)
         lines.append(f"| {r['epoch']} | {crop}x{crop} | {_f(r.get('train_loss_total'))} | {_f(r.get('heldout_srocc'))} | "
-                     f"{_f(r.get('heldout_plcc'))} | {_f(r.get('heldout_mean_auc'))} | {r['elapsed_s'] / 60:.1f} |")
+                     f"{_f(r.get('heldout_plcc'))} | {_f(r.get('heldout_mean_auc'))} | {_f(r.get('heldout_aqs_srocc'))} | "
+                     f"{_f(r.get('heldout_clean_aqs'))} | {r['elapsed_s'] / 60:.1f} |")
     return [*lines, "", "</details>", ""]
 
 
@@ -134,8 +153,9 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     data = json.loads(data_manifest.read_text()) if data_manifest.exists() else {}
     out: list[str] = []
     w = out.append
-    w("Trained AQS models (EfficientNet-B0 default, MobileNetV3-small fallback), trained from scratch on this "
-      "repository's own synthetic-but-real-tool data on a 2-core CPU; numbers below are measured, not claimed.")
+    w("Trained AQS models (EfficientNet-B0 default, MobileNetV3-small fallback), trained from random initialisation "
+      "(no pretrained weights) on this repository's own synthetic-but-real-tool data on a 2-core CPU; numbers below "
+      "are measured, not claimed.")
     w("")
     w("# AQS model card")
     w("")
@@ -191,21 +211,28 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     w("## Training")
     w("")
     for model in ("aqs_effnet_b0", "aqs_mnv3_small"):
-        log = _read_jsonl(runs / model / "log.jsonl")
-        command = (runs / model / "command.txt").read_text().strip() if (runs / model / "command.txt").exists() else None
-        if not log:
+        stages = training_stages(runs / model, repo)
+        if not stages:
             w(f"- `{model}`: no training log found.")
             continue
-        last = log[-1]
-        w(f"- `{model}`: {len(log)} epochs, {last['train_windows']} training windows, "
-          f"{last['elapsed_s'] / 60:.1f} min wall clock on {last.get('device', 'cpu')} "
-          f"({report.get('machine', '2-core CPU, no GPU')}), seed 0; final held-out quality SROCC "
-          f"{_f(last.get('heldout_srocc'))}, mean AUC {_f(last.get('heldout_mean_auc'))}.")
-        if command:
-            w(f"  Command: `{command}`")
+        for number, (run_dir, log) in enumerate(stages, 1):
+            last = log[-1]
+            command = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").exists() else None
+            start = f"fine-tuned from stage {number - 1}'s weights" if log[0].get("init") else "from scratch"
+            label = f"`{model}` stage {number}" if len(stages) > 1 else f"`{model}`"
+            w(f"- {label} ({start}): {len(log)} epochs, {last['train_windows']} training windows, "
+              f"{last['elapsed_s'] / 60:.1f} min wall clock on {last.get('device', 'cpu')} "
+              f"({report.get('machine', '2-core CPU, no GPU')}), seed 0; final held-out quality SROCC "
+              f"{_f(last.get('heldout_srocc'))}, mean AUC {_f(last.get('heldout_mean_auc'))}"
+              + (f", clean-window AQS {_f(last['heldout_clean_aqs'])}" if last.get("heldout_clean_aqs") is not None else "")
+              + ".")
+            if command:
+                w(f"  Command: `{command}`")
     w("")
     for model in ("aqs_effnet_b0", "aqs_mnv3_small"):
-        out += _epoch_table(model, _read_jsonl(runs / model / "log.jsonl"))
+        stages = training_stages(runs / model, repo)
+        for number, (_, log) in enumerate(stages, 1):
+            out += _epoch_table(f"{model} stage {number}" if len(stages) > 1 else model, log)
     w("Most epochs train on random fragment-aligned 4x4 crops of the 7x7 mosaic (every fragment is still "
       "native-resolution content; the backbone costs about a third), the last epochs on the whole mosaic, which is "
       "what runs in production. The weights shipped are those of the last epoch (the held-out split is only "

@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         elapsed += time.monotonic() - started
         record["elapsed_s"] = round(elapsed, 1)
         record["device"] = str(device)
+        if args.init:
+            record["init"] = str(args.init)
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                     "elapsed_s": elapsed}, out / "last.pt.tmp")
         os.replace(out / "last.pt.tmp", out / "last.pt")
