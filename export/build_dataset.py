@@ -52,8 +52,8 @@ FAMILY_WEIGHTS = {
 ENCODER_WEIGHTS = {"x264": 0.34, "x265": 0.14, "vp9": 0.14, "mpeg2": 0.14, "mjpeg": 0.12, "x264br": 0.12}
 ENCODER_RANGES = {"x264": (18, 51), "x265": (18, 51), "vp9": (20, 63), "mpeg2": (2, 31), "mjpeg": (2, 31),
                   "x264br": (0.2, 0.003)}
-P_CLEAN = 0.16
-P_LIGHT_ENCODE = 0.08
+P_CLEAN = 0.12
+P_LIGHT_ENCODE = 0.06
 
 
 def log(msg: str) -> None:

@@ -112,6 +112,22 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def _check_by_source(check: dict) -> list[str]:
+    """Per held-out source: the CRF 46 encodes' VMAF and each engine's mean clean / CRF 46 AQS."""
+    engines = [k for k in check if k != "clips"]
+    by_source: dict[str, list[dict]] = {}
+    for clip in check["clips"]:
+        source = Path(clip["reference"]).stem.rsplit("_v", 1)[0]
+        by_source.setdefault(source, []).append(clip)
+    lines = ["| source | clips | CRF 46 VMAF | " + " | ".join(f"`{e}` clean / CRF 46" for e in engines) + " |",
+             "|---|---|---|" + "---|" * len(engines)]
+    for source, clips in sorted(by_source.items()):
+        cells = [f"{np.mean([c[e]['clean_aqs'] for c in clips]):.2f} / {np.mean([c[e]['crf46_aqs'] for c in clips]):.2f}"
+                 for e in engines]
+        lines.append(f"| {source} | {len(clips)} | {np.mean([c['crf46_vmaf'] for c in clips]):.1f} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def training_stages(run_dir: Path, repo: Path) -> list[tuple[Path, list[dict]]]:
     """The training runs behind a model, first stage first: a run started with ``--init W`` is
     preceded by the run whose folder holds ``W`` (when its log is still there)."""
@@ -318,6 +334,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
         if vmafs:
             w(f"VMAF of the CRF 46 encodes: mean {np.mean(vmafs):.1f} (min {min(vmafs):.1f}, max {max(vmafs):.1f}).")
             w("")
+            out += _check_by_source(check)
     if report.get("notes"):
         w("## Limitations")
         w("")

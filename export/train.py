@@ -13,12 +13,13 @@ per epoch to ``runs/<model>/log.jsonl`` (train loss, held-out SROCC/PLCC of qual
 mean per-artifact ROC-AUC).
 
 Losses: L1 on quality (VMAF / 100), BCE-with-logits on artifact presence, BCE on intensity masked
-to the artifacts present, and (``--aqs-loss``, weight 1 by default) L1 between the AQS of the
-outputs and the AQS of the labels (:func:`engines.aqs.aqs` on VMAF / 100, presence and intensity).
-The last one trains what the daemon uses: without it, ten detectors' small false-positive
-probabilities (times an intensity that nothing constrains on absent artifacts) multiply into a
-~20% penalty on clean windows. Only label-preserving augmentation: horizontal flip of the whole
-window (no resizing, blur or colour changes - they would change the labels).
+to the artifacts present, and optionally (``--aqs-loss W``, off by default) L1 between the AQS of
+the outputs and the AQS of the labels (:func:`engines.aqs.aqs` on VMAF / 100, presence and
+intensity). Tried once as a fine-tune of the shipped EfficientNet-B0 (7 epochs on a rebuilt
+dataset, ``export/reports/train_aqs_effnet_b0_finetune_aqs_loss.jsonl``): held-out quality SROCC
+fell from 0.713 to 0.674 and clean-window AQS rose only from 0.72 to 0.76, so it is not used for
+the shipped models. Only label-preserving augmentation: horizontal flip of the whole window (no
+resizing, blur or colour changes - they would change the labels).
 
 ``--init WEIGHTS`` starts from a ``weights.pt`` (fine-tuning; a fresh optimiser and schedule).
 """
@@ -93,7 +94,7 @@ def aqs_torch(quality: torch.Tensor, probabilities: torch.Tensor, intensities: t
     return quality.clamp(0.0, 1.0) * torch.prod(1.0 - weights * evidence, dim=-1)
 
 
-def losses(outputs, quality, presence, intensity, aqs_weight: float = 1.0) -> dict[str, torch.Tensor]:
+def losses(outputs, quality, presence, intensity, aqs_weight: float = 0.0) -> dict[str, torch.Tensor]:
     q, logits, s = outputs
     parts = {
         "quality": F.l1_loss(q, quality),
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --crop-fragments: the last N epochs train on the whole mosaic")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--init", type=Path, help="start from these weights (a weights.pt) instead of random ones")
-    parser.add_argument("--aqs-loss", type=float, default=1.0, help="weight of the L1 loss on AQS (0: off)")
+    parser.add_argument("--aqs-loss", type=float, default=0.0, help="weight of the L1 loss on AQS (0: off)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many steps (tests)")
     parser.add_argument("--max-minutes", type=float, default=0.0,
                         help="stop after the epoch that passes this much training time (0: no limit)")
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
             for key, value in parts.items():
                 totals[key] = totals.get(key, 0.0) + float(value.detach())
-            bar.set_postfix(loss=f"{totals['total'] / (step + 1):.4f}", lr=f"{lr:.2e}")
+            bar.set_postfix(loss=f"{totals['total'] / (step + 1):.4f}", lr=f"{lr:.2e}", refresh=False)
         bar.close()
         record = {
             "epoch": epoch + 1,
