@@ -125,10 +125,12 @@ def test_aqs_loss_penalises_false_alarms_on_clean_windows():
     quality, presence, intensity = torch.ones(2), torch.zeros(2, NUM_ARTIFACTS), torch.zeros(2, NUM_ARTIFACTS)
     quiet = (torch.ones(2), torch.full((2, NUM_ARTIFACTS), -6.0), torch.full((2, NUM_ARTIFACTS), 0.6))
     alarmed = (torch.ones(2), torch.full((2, NUM_ARTIFACTS), -1.5), torch.full((2, NUM_ARTIFACTS), 0.6))
-    assert losses(quiet, quality, presence, intensity)["aqs"] < 0.02
-    assert losses(alarmed, quality, presence, intensity)["aqs"] > 0.15
-    off = losses(alarmed, quality, presence, intensity, aqs_weight=0.0)
+    assert losses(quiet, quality, presence, intensity, aqs_weight=1.0)["aqs"] < 0.02
+    assert losses(alarmed, quality, presence, intensity, aqs_weight=1.0)["aqs"] > 0.15
+    off = losses(alarmed, quality, presence, intensity)
     assert off["total"] == pytest.approx(float(2 * off["quality"] + off["presence"] + 0.5 * off["intensity"]))
+    on = losses(alarmed, quality, presence, intensity, aqs_weight=1.0)
+    assert on["total"] == pytest.approx(float(off["total"] + on["aqs"]))
 
 
 def test_train_starts_from_init_weights(tmp_path, sampled_windows):
