@@ -103,8 +103,11 @@ def _sample_op(family: str, rng: np.random.Generator) -> dict:
     raise ValueError(family)
 
 
-def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_heldout: int, seed: int = SEED) -> list[dict]:
-    """Deterministic clip plan, interleaved across splits so both fill up together."""
+def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_heldout: int, seed: int = SEED,
+         p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE) -> list[dict]:
+    """Deterministic clip plan, interleaved across splits so both fill up together. A clip is clean
+    with probability ``p_clean``, a light x264 encode (CRF 18-23) with ``p_light_encode``, and
+    otherwise gets 1-3 degradations."""
     kinds = {s.name: s.kind for s in sources}
     specs: dict[str, list[dict]] = {}
     for split_name, n in (("train", n_train), ("heldout", n_heldout)):
@@ -115,9 +118,9 @@ def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_h
         for j in range(n):
             src = names[int(order[j])]
             r = float(rng.random())
-            if r < P_CLEAN:
+            if r < p_clean:
                 ops: list[dict] = []
-            elif r < P_CLEAN + P_LIGHT_ENCODE:
+            elif r < p_clean + p_light_encode:
                 ops = [{"op": "encode", "encoder": "x264", "value": float(rng.integers(18, 24)), "preset": "veryfast"}]
             else:
                 k = int(rng.choice([1, 2, 3], p=[0.55, 0.33, 0.12]))
@@ -323,13 +326,15 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
 
 # ---------------------------------------------------------------------------------------- building
 class Builder:
-    def __init__(self, out: Path, data_root: Path, n_train: int, n_heldout: int, seed: int = SEED, raw_dir: Path | None = None):
+    def __init__(self, out: Path, data_root: Path, n_train: int, n_heldout: int, seed: int = SEED, raw_dir: Path | None = None,
+                 p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE):
         self.out = out
         self.seed = seed
+        self.p_clean, self.p_light_encode = p_clean, p_light_encode
         self.sources_list = R.discover_sources(raw_dir)
         self.sources = {s.name: s for s in self.sources_list}
         self.split = R.split_sources(self.sources_list, seed=seed)
-        self.clips = plan(self.sources_list, self.split, n_train, n_heldout, seed)
+        self.clips = plan(self.sources_list, self.split, n_train, n_heldout, seed, p_clean, p_light_encode)
         self.refs_dir = data_root / "refs"
         self.keep_dir = data_root / "heldout_clips"
         self.cache = out / "_clips"
@@ -436,7 +441,7 @@ class Builder:
             "splits": self.split,
             "sources": {s.name: {"path": s.path, "package": s.package, "licence": s.licence, "kind": s.kind} for s in self.sources_list},
             "generator_weights": {"families": FAMILY_WEIGHTS, "encoders": ENCODER_WEIGHTS, "encoder_ranges": ENCODER_RANGES,
-                                  "p_clean": P_CLEAN, "p_light_encode": P_LIGHT_ENCODE},
+                                  "p_clean": self.p_clean, "p_light_encode": self.p_light_encode},
             "counts": counts,
             "build_seconds": elapsed,
             "clips": metas,
@@ -495,13 +500,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--vmaf-threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--p-clean", type=float, default=P_CLEAN, help="share of clean clips")
+    ap.add_argument("--p-light-encode", type=float, default=P_LIGHT_ENCODE, help="share of light x264 encodes")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new clips (0: all)")
     ap.add_argument("--summary", action="store_true", help="only rewrite the manifest and print the summary")
     args = ap.parse_args(argv)
 
     out = Path(args.out)
     data_root = Path(args.data_root) if args.data_root else out.parent
-    b = Builder(out, data_root, args.train_clips, args.heldout_clips, args.seed, Path(args.raw) if args.raw else None)
+    b = Builder(out, data_root, args.train_clips, args.heldout_clips, args.seed, Path(args.raw) if args.raw else None,
+                args.p_clean, args.p_light_encode)
     log(f"sources: {len(b.sources_list)}; train {len(b.split['train'])}, heldout {len(b.split['heldout'])}: {b.split['heldout']}")
     if args.summary:
         print_summary(b.write_manifest())
