@@ -1,0 +1,50 @@
+"""Model card and evaluation bookkeeping: training stages, the per-source acceptance table, and the
+choice of held-out references for the clean / CRF 46 check."""
+from __future__ import annotations
+
+import json
+
+from export.evaluate import spread_over_sources
+from export.model_card import _check_by_source, training_stages
+
+
+def _run(directory, records):
+    directory.mkdir(parents=True)
+    (directory / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return directory
+
+
+def test_a_fine_tune_is_listed_after_the_run_it_started_from(tmp_path):
+    first = _run(tmp_path / "runs" / "scratch", [{"epoch": 1}, {"epoch": 2}])
+    second = _run(tmp_path / "runs" / "tuned", [{"epoch": 1, "init": "runs/scratch/weights.pt"}])
+    stages = training_stages(second, tmp_path)
+    assert [(d, len(log)) for d, log in stages] == [(first, 2), (second, 1)]
+    assert training_stages(first, tmp_path) == [(first, [{"epoch": 1}, {"epoch": 2}])]
+
+
+def test_a_fine_tune_whose_first_stage_is_gone_is_listed_alone(tmp_path):
+    tuned = _run(tmp_path / "tuned", [{"epoch": 1, "init": str(tmp_path / "gone" / "weights.pt")}])
+    assert [d for d, _ in training_stages(tuned, tmp_path)] == [tuned]
+    assert training_stages(tmp_path / "missing", tmp_path) == []
+
+
+def test_clean_check_takes_references_from_every_held_out_source_in_turn():
+    clips = [{"split": "heldout", "source": src, "reference": f"refs/{src}_v{v}.mkv"}
+             for src in ("b", "a", "c") for v in range(3 if src != "c" else 1)]
+    clips += [{"split": "heldout", "source": "a", "reference": "refs/a_v0.mkv"},  # a reference used twice
+              {"split": "train", "source": "t", "reference": "refs/t_v0.mkv"}]
+    manifest = {"clips": clips}
+    assert spread_over_sources(manifest, 4) == ["refs/a_v0.mkv", "refs/b_v0.mkv", "refs/c_v0.mkv", "refs/a_v1.mkv"]
+    everything = spread_over_sources(manifest)
+    assert len(everything) == 7 and len(set(everything)) == 7 and "refs/t_v0.mkv" not in everything
+
+
+def test_acceptance_table_groups_by_source():
+    def clip(ref, vmaf, clean, bad):
+        return {"reference": ref, "crf46_vmaf": vmaf, "e": {"clean_aqs": clean, "crf46_aqs": bad}}
+    check = {"clips": [clip("data/refs/mate_Aqua_v0.mkv", 40.0, 0.8, 0.2), clip("data/refs/mate_Aqua_v1.mkv", 50.0, 0.6, 0.4),
+                       clip("data/refs/plasma_Grey_v0.mkv", 70.0, 0.9, 0.85)],
+             "e": {}}
+    lines = _check_by_source(check)
+    assert "| mate_Aqua | 2 | 45.0 | 0.70 / 0.30 |" in lines
+    assert "| plasma_Grey | 1 | 70.0 | 0.90 / 0.85 |" in lines
