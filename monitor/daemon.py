@@ -39,7 +39,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from prometheus_client import CollectorRegistry
 
@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 STOP_DEADLINE_S = 3.0  # joins share this budget; the contract is "stopped within 5 s of SIGTERM"
 TICK_S = 0.5
 SCHEDULER_STALL_S = 60.0  # longer than any batch takes; a wedged engine call stops the watchdog pings
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -234,8 +237,9 @@ class Daemon:
     def _reload_engine(self, new: Config) -> bool:
         """Load and swap in the engine of ``new``; False (the running engine stays) when it fails."""
         assert self.scheduler is not None
+        base_dir = base_dir_of(self.config_path) if self.config_path else None
         try:
-            selection = load_engine(new.engine, base_dir_of(self.config_path) if self.config_path else None)
+            selection = self._while_ticking(lambda: load_engine(new.engine, base_dir), "engine-reload")
         except Exception as exc:  # noqa: BLE001 - keep the running engine
             log.error("new engine configuration failed; keeping the running engine",
                       extra={"event": "engine_reload_failed", "reason": str(exc)})
@@ -252,6 +256,33 @@ class Daemon:
         except Exception:  # noqa: BLE001
             log.debug("closing the old engine failed", exc_info=True)
         return True
+
+    def _while_ticking(self, work: Callable[[], T], name: str) -> T:
+        """``work()`` on a helper thread while this (main) thread keeps calling the tick hooks.
+
+        Loading an engine can take longer than ``WatchdogSec`` (a first TensorRT build takes
+        minutes); the running engine keeps scoring meanwhile, so status lines and watchdog pings must
+        go on. A stop request abandons the wait (the helper thread is a daemon thread).
+        """
+        outcome: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                outcome["value"] = work()
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
+                outcome["error"] = exc
+
+        helper = threading.Thread(target=run, name=name, daemon=True)
+        helper.start()
+        while helper.is_alive():
+            helper.join(self.tick_s)
+            if helper.is_alive():
+                if self._stop.is_set():
+                    raise RuntimeError("stop requested while loading")
+                _call_all(self.on_tick)
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome["value"]  # type: ignore[return-value]
 
     # run / stop ------------------------------------------------------------------------------------
     def request_stop(self) -> None:

@@ -192,6 +192,48 @@ def test_watchdog_pings_only_while_healthy(notify_socket: NotifyReceiver) -> Non
     assert {"STOPPING": "1", "STATUS": "stopping"} in notify_socket.drain()
 
 
+def test_watchdog_pings_go_on_while_a_reload_loads_a_slow_engine(notify_socket: NotifyReceiver, tmp_path,
+                                                                  monkeypatch) -> None:
+    """A reload's engine load runs beside the main loop: the running engine keeps scoring, so the
+    watchdog must keep being fed (a first TensorRT build takes longer than WatchdogSec=30s)."""
+    import monitor.daemon as daemon_module
+    from monitor.config import load_config
+
+    path = tmp_path / "config.yaml"
+    config = daemon_config([{"name": "cam", "url": MOVING}], free_port(), prefer=["classical"])
+    path.write_text(yaml.safe_dump(config))
+    d = Daemon(load_config(path), config_path=path)
+    SystemdNotify(d, Notifier(notify_socket.path), watchdog_s=0.1).attach()
+    real_load = daemon_module.load_engine
+
+    def slow_load(*args, **kwargs):  # the real engine, after the time a long build takes here
+        time.sleep(2.0)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(daemon_module, "load_engine", slow_load)
+    loop = threading.Thread(target=d.loop, daemon=True)
+    try:
+        d.start_engine()
+        d.start_streams()
+        wait_until(lambda: d.readiness()[0], 30, what="the lavfi stream up")
+        loop.start()
+        config["engine"]["max_wait_ms"] = 80  # an engine change: the reload loads an engine
+        path.write_text(yaml.safe_dump(config))
+        notify_socket.drain(0.05)
+        d.request_reload()
+        notify_socket.wait_for(_has("RELOADING", "1"), 10, "RELOADING=1")
+        during = len(notify_socket.messages)
+        notify_socket.wait_for(_has("READY", "1"), 15, "READY=1 after the slow load")
+        pings = [m for _, m in notify_socket.messages[during:] if m.get("WATCHDOG") == "1"]
+        assert len(pings) >= 5, notify_socket.messages[during:]  # ~every 0.1 s for 2 s; none if the load blocked
+        assert d.scheduler is not None and d.scheduler.max_wait_s == pytest.approx(0.08)
+        assert d.registry.get_sample_value("vqa_config_last_reload_successful") == 1
+    finally:
+        d.request_stop()
+        loop.join(5)
+        d.shutdown()
+
+
 # ------------------------------------------------------------------------------------------------
 # Signal checks and quality state through the real daemon
 # ------------------------------------------------------------------------------------------------
