@@ -156,7 +156,8 @@ class StreamReader:
                 break
             if reason == "eof" and self.source.kind == "file":
                 if self.config.loop:
-                    continue  # start the file again at once: a looped file is one endless stream
+                    opened_before = False  # a looped file is one endless stream: its restart is no reconnect
+                    continue
                 self._set_down("end of file (loop: false)")
                 self.finished = True
                 log.info("stream finished", extra={**extra, "event": "stream_finished"})

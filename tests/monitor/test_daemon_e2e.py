@@ -71,6 +71,15 @@ def test_hls_live_playlist_to_metrics(hls_server, daemon) -> None:
     assert_scored_stream(d.scrape(), "hls")
 
 
+def test_looped_file_plays_on_without_counting_reconnects(daemon, test_clip) -> None:
+    d = daemon([{"name": "file", "url": str(test_clip), "loop": True}])
+    d.wait_value("vqa_frames_decoded_total", lambda v: v >= 130, timeout=40, stream="file")  # the clip has 100
+    scrape = d.scrape()
+    assert scrape.get("vqa_stream_reconnects_total", stream="file") == 0
+    assert scrape.get("vqa_stream_up", stream="file") == 1
+    assert not [e for e in d.events() if e.get("event") in ("stream_down", "stream_finished")]
+
+
 def test_shipped_config_serves_demo_aqs(daemon, tmp_path: Path) -> None:
     """README command 1, minus the install: the shipped config.yaml shows vqa_aqs{stream="demo"}."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
