@@ -138,7 +138,8 @@ def training_stages(run_dir: Path, repo: Path) -> list[tuple[Path, list[dict]]]:
             break
         stages.insert(0, (run_dir, log))
         init = log[0].get("init")
-        run_dir = (Path(init) if Path(init).is_absolute() else repo / init).parent if init else None
+        parent = (Path(init) if Path(init).is_absolute() else repo / init).parent if init else None
+        run_dir = parent if parent is not None and parent.resolve() != run_dir.resolve() else None
     return stages
 
 
@@ -234,9 +235,11 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
         for number, (run_dir, log) in enumerate(stages, 1):
             last = log[-1]
             command = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").exists() else None
-            start = f"fine-tuned from stage {number - 1}'s weights" if log[0].get("init") else "from scratch"
+            start = f"from stage {number - 1}'s weights" if log[0].get("init") else "from scratch"
+            if log[0].get("frozen"):
+                start += f"; {log[0]['frozen']} frozen, only the trunk and heads trained"
             label = f"`{model}` stage {number}" if len(stages) > 1 else f"`{model}`"
-            w(f"- {label} ({start}): {len(log)} epochs, {last['train_windows']} training windows, "
+            w(f"- {label} ({start}): {last['epoch']} epochs, {last['train_windows']} training windows, "
               f"{last['elapsed_s'] / 60:.1f} min wall clock on {last.get('device', 'cpu')} "
               f"({report.get('machine', '2-core CPU, no GPU')}), seed 0; final held-out quality SROCC "
               f"{_f(last.get('heldout_srocc'))}, mean AUC {_f(last.get('heldout_mean_auc'))}"

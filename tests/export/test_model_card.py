@@ -48,3 +48,8 @@ def test_acceptance_table_groups_by_source():
     lines = _check_by_source(check)
     assert "| mate_Aqua | 2 | 45.0 | 0.70 / 0.30 |" in lines
     assert "| plasma_Grey | 1 | 70.0 | 0.90 / 0.85 |" in lines
+
+
+def test_a_run_that_names_its_own_weights_as_init_is_one_stage(tmp_path):
+    run = _run(tmp_path / "runs" / "m", [{"epoch": 1, "init": "runs/m/weights.pt"}])
+    assert [d for d, _ in training_stages(run, tmp_path)] == [run]

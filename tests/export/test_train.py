@@ -152,3 +152,27 @@ def test_train_starts_from_init_weights(tmp_path, sampled_windows):
     assert float(fresh["quality_head.bias"]) != pytest.approx(3.0, abs=0.5)
     log = json.loads((tmp_path / "a" / "aqs_mnv3_small" / "log.jsonl").read_text().splitlines()[0])
     assert "heldout_aqs_srocc" in log and "heldout_clean_aqs" in log
+
+
+def test_refit_heads_trains_only_the_trunk_and_heads(tmp_path, sampled_windows):
+    from export.refit_heads import main as refit
+
+    windows = sampled_windows(6)
+    write_split(tmp_path / "data" / "train", windows[:4], 0)
+    write_split(tmp_path / "data" / "heldout", windows[4:], 1)
+    torch.manual_seed(7)
+    torch.save(build_model("aqs_mnv3_small").state_dict(), tmp_path / "init.pt")
+    assert refit(["--model", "aqs_mnv3_small", "--init", str(tmp_path / "init.pt"), "--train", str(tmp_path / "data" / "train"),
+                  "--heldout", str(tmp_path / "data" / "heldout"), "--out", str(tmp_path / "out"), "--epochs", "3",
+                  "--batch-size", "2", "--log-every", "2", "--threads", "2"]) == 0
+    before = torch.load(tmp_path / "init.pt", weights_only=True)
+    after = torch.load(tmp_path / "out" / "weights.pt", weights_only=True)
+    trained = ("trunk.", "quality_head.", "artifact_head.", "intensity_head.")
+    for key, value in before.items():
+        if key.startswith(trained):
+            continue
+        assert torch.equal(value, after[key]), key  # backbone and temporal branch untouched, BN statistics too
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(trained))
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [2, 3] and log[0]["init"] == str(tmp_path / "init.pt")
+    assert log[0]["train_windows"] == 4 and "heldout_srocc" in log[0] and log[0]["frozen"]

@@ -1,0 +1,137 @@
+"""Refit the trunk and heads of a trained AQS model on frozen features of more training data.
+
+    python -m export.refit_heads --model aqs_effnet_b0 --init runs/aqs_effnet_b0/weights.pt \
+        --train data/dataset/train,data/v2/dataset/train --heldout data/dataset/heldout \
+        --out runs/aqs_effnet_b0_heads
+
+The backbone (on the key frame) and the temporal branch stay as trained; their features are
+computed once for every window (full 7x7 mosaic, eval mode) and only the trunk MLP and the three
+heads are trained on them, with :func:`export.train.losses`. On a 2-core CPU that turns a new
+dataset into better heads in minutes, where another pass of full training takes hours. Writes
+``OUT/weights.pt`` (the whole model, loadable by ``export.export_onnx``), ``OUT/command.txt`` and
+``OUT/log.jsonl`` in :mod:`export.train`'s format (so the model card lists it as a stage after the
+run it started from).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.aqs import aqs
+from engines.architectures import MODEL_NAMES, AQSNet, build_model
+from export.metrics import artifact_aucs, mean_defined, plcc, srocc
+from export.train import ShardCache, losses
+
+
+@torch.no_grad()
+def features(model: AQSNet, directory: Path, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Trunk inputs (backbone on the key frames + temporal branch) and labels of every window of one split."""
+    split = ShardCache(directory).refresh()
+    if split is None:
+        raise SystemExit(f"no shards under {directory}")
+    model.eval()
+    out = []
+    for start in range(0, len(split), batch_size):
+        x = torch.from_numpy(split.windows[start : start + batch_size]).float()
+        n = x.shape[0]
+        keys = x[:, list(model.key_frames)].flatten(0, 1)
+        spatial = model.backbone(keys * model.scale + model.shift).reshape(n, len(model.key_frames), -1).mean(1)
+        out.append(torch.cat([spatial, model.temporal(x)], 1).numpy())
+    return {"x": np.concatenate(out), "quality": split.quality, "presence": split.presence, "intensity": split.intensity}
+
+
+def head_outputs(model: AQSNet, x: torch.Tensor):
+    h = model.trunk(x)
+    return torch.sigmoid(model.quality_head(h)).squeeze(1), model.artifact_head(h), torch.sigmoid(model.intensity_head(h))
+
+
+@torch.no_grad()
+def heldout_metrics(model: AQSNet, data: dict[str, np.ndarray]) -> dict:
+    model.eval()
+    quality, logits, intensity = (t.numpy() for t in head_outputs(model, torch.from_numpy(data["x"])))
+    score = aqs(quality, 1.0 / (1.0 + np.exp(-logits)), intensity)
+    clean = data["presence"].sum(1) == 0
+    aucs = artifact_aucs(logits, data["presence"])
+    return {"heldout_windows": len(score), "heldout_srocc": srocc(quality, data["quality"]),
+            "heldout_plcc": plcc(quality, data["quality"]), "heldout_aqs_srocc": srocc(score, data["quality"]),
+            "heldout_clean_aqs": float(score[clean].mean()) if clean.any() else None,
+            "heldout_mean_auc": mean_defined(aucs.values()), "heldout_auc": aucs}
+
+
+def head_parameters(model: AQSNet) -> list[torch.nn.Parameter]:
+    return [p for part in (model.trunk, model.quality_head, model.artifact_head, model.intensity_head)
+            for p in part.parameters()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=MODEL_NAMES, required=True)
+    parser.add_argument("--init", type=Path, required=True, help="the trained model's weights.pt")
+    parser.add_argument("--train", required=True, help="comma-separated training split folders (shard_*.npz)")
+    parser.add_argument("--heldout", type=Path, required=True, help="held-out split folder, for the log")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log-every", type=int, default=10, help="epochs between log records")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "command.txt").write_text("python -m export.refit_heads " + " ".join(argv if argv is not None else sys.argv[1:]) + "\n")
+    model = build_model(args.model)
+    model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+    started = time.monotonic()
+    parts = [features(model, Path(d)) for d in args.train.split(",")]
+    train = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    heldout = features(model, args.heldout)
+    print(f"features: {len(train['x'])} training windows, {len(heldout['x'])} held-out, "
+          f"{time.monotonic() - started:.0f} s", file=sys.stderr)
+    x = torch.from_numpy(train["x"])
+    labels = [torch.from_numpy(np.clip(train[k], 0.0, 1.0).astype(np.float32)) for k in ("quality", "presence", "intensity")]
+
+    optimizer = torch.optim.AdamW(head_parameters(model), lr=args.lr, weight_decay=args.weight_decay)
+    steps = len(x) // args.batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.epochs * steps)
+    generator = torch.Generator().manual_seed(args.seed)
+    log_path = args.out / "log.jsonl"
+    log_path.unlink(missing_ok=True)
+    for epoch in range(args.epochs):
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        totals: dict[str, float] = {}
+        for step in range(steps):
+            index = order[step * args.batch_size : (step + 1) * args.batch_size]
+            loss = losses(head_outputs(model, x[index]), *(t[index] for t in labels))
+            optimizer.zero_grad(set_to_none=True)
+            loss["total"].backward()
+            optimizer.step()
+            schedule.step()
+            for key, value in loss.items():
+                totals[key] = totals.get(key, 0.0) + float(value.detach())
+        if (epoch + 1) % args.log_every and epoch + 1 != args.epochs:
+            continue
+        record = {"epoch": epoch + 1, "train_windows": len(x), "steps": steps, "crop_fragments": 7,
+                  **{f"train_loss_{k}": v / max(steps, 1) for k, v in totals.items()},
+                  **heldout_metrics(model, heldout), "elapsed_s": round(time.monotonic() - started, 1),
+                  "device": "cpu", "init": str(args.init), "frozen": "backbone, temporal branch"}
+        with open(log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()
+                          if k != "heldout_auc"}), flush=True)
+    torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, args.out / "weights.pt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
