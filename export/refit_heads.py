@@ -15,6 +15,7 @@ run it started from).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -44,6 +45,23 @@ def features(model: AQSNet, directory: Path, batch_size: int = 32) -> dict[str, 
         spatial = model.backbone(keys * model.scale + model.shift).reshape(n, len(model.key_frames), -1).mean(1)
         out.append(torch.cat([spatial, model.temporal(x)], 1).numpy())
     return {"x": np.concatenate(out), "quality": split.quality, "presence": split.presence, "intensity": split.intensity}
+
+
+def cached_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path | None) -> dict[str, np.ndarray]:
+    """:func:`features`, kept in ``cache_dir`` under the weights' sha256 and the split's shard list."""
+    if cache_dir is None:
+        return features(model, directory)
+    shards = sorted(p.name for p in directory.glob("shard_*.npz"))
+    key = hashlib.sha256(init.read_bytes()).hexdigest()[:12] + hashlib.sha256(
+        f"{directory.resolve()}|{'|'.join(shards)}".encode()).hexdigest()[:12]
+    path = cache_dir / f"{key}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    data = features(model, directory)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **data)
+    return data
 
 
 def head_outputs(model: AQSNet, x: torch.Tensor):
@@ -83,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=10, help="epochs between log records")
+    parser.add_argument("--cache-dir", type=Path, help="keep computed features here (keyed by weights and shards)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -92,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(args.model)
     model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
     started = time.monotonic()
-    parts = [features(model, Path(d)) for d in args.train.split(",")]
+    parts = [cached_features(model, args.init, Path(d), args.cache_dir) for d in args.train.split(",")]
     train = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    heldout = features(model, args.heldout)
+    heldout = cached_features(model, args.init, args.heldout, args.cache_dir)
     print(f"features: {len(train['x'])} training windows, {len(heldout['x'])} held-out, "
           f"{time.monotonic() - started:.0f} s", file=sys.stderr)
     x = torch.from_numpy(train["x"])

@@ -176,3 +176,12 @@ def test_refit_heads_trains_only_the_trunk_and_heads(tmp_path, sampled_windows):
     log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [2, 3] and log[0]["init"] == str(tmp_path / "init.pt")
     assert log[0]["train_windows"] == 4 and "heldout_srocc" in log[0] and log[0]["frozen"]
+
+    cached = ["--model", "aqs_mnv3_small", "--init", str(tmp_path / "init.pt"), "--train", str(tmp_path / "data" / "train"),
+              "--heldout", str(tmp_path / "data" / "heldout"), "--epochs", "3", "--batch-size", "2", "--threads", "2",
+              "--cache-dir", str(tmp_path / "cache")]
+    assert refit([*cached, "--out", str(tmp_path / "c1")]) == 0
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2  # train and held-out features, kept
+    assert refit([*cached, "--out", str(tmp_path / "c2")]) == 0  # from the cache: the same result
+    first, second = (torch.load(tmp_path / d / "weights.pt", weights_only=True) for d in ("c1", "c2"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
