@@ -1,11 +1,11 @@
 """Refit the trunk and heads of a trained AQS model on frozen features of more training data.
 
-    python -m export.refit_heads --model aqs_effnet_b0 --init runs/aqs_effnet_b0/weights.pt \
+    python -m export.refit_heads --model aqs_effnet_b0 --init runs/aqs_effnet_b0_stage1/weights.pt \
         --train data/dataset/train,data/v2/dataset/train --heldout data/dataset/heldout \
-        --out runs/aqs_effnet_b0_heads
+        --out runs/aqs_effnet_b0 --cache-dir runs/features
 
-The backbone (on the key frame) and the temporal branch stay as trained; their features are
-computed once for every window (full 7x7 mosaic, eval mode) and only the trunk MLP and the three
+The backbone (on the key frame) and the temporal branch stay as trained; their features
+(:meth:`AQSNet.features`) are computed once for every window (full 7x7 mosaic, eval mode) and only the trunk MLP and the three
 heads are trained on them, with :func:`export.train.losses`. On a 2-core CPU that turns a new
 dataset into better heads in minutes, where another pass of full training takes hours. Writes
 ``OUT/weights.pt`` (the whole model, loadable by ``export.export_onnx``), ``OUT/command.txt`` and
@@ -39,11 +39,7 @@ def features(model: AQSNet, directory: Path, batch_size: int = 32) -> dict[str, 
     model.eval()
     out = []
     for start in range(0, len(split), batch_size):
-        x = torch.from_numpy(split.windows[start : start + batch_size]).float()
-        n = x.shape[0]
-        keys = x[:, list(model.key_frames)].flatten(0, 1)
-        spatial = model.backbone(keys * model.scale + model.shift).reshape(n, len(model.key_frames), -1).mean(1)
-        out.append(torch.cat([spatial, model.temporal(x)], 1).numpy())
+        out.append(model.features(torch.from_numpy(split.windows[start : start + batch_size])).numpy())
     return {"x": np.concatenate(out), "quality": split.quality, "presence": split.presence, "intensity": split.intensity}
 
 
@@ -64,15 +60,10 @@ def cached_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path 
     return data
 
 
-def head_outputs(model: AQSNet, x: torch.Tensor):
-    h = model.trunk(x)
-    return torch.sigmoid(model.quality_head(h)).squeeze(1), model.artifact_head(h), torch.sigmoid(model.intensity_head(h))
-
-
 @torch.no_grad()
 def heldout_metrics(model: AQSNet, data: dict[str, np.ndarray]) -> dict:
     model.eval()
-    quality, logits, intensity = (t.numpy() for t in head_outputs(model, torch.from_numpy(data["x"])))
+    quality, logits, intensity = (t.numpy() for t in model.heads(torch.from_numpy(data["x"])))
     score = aqs(quality, 1.0 / (1.0 + np.exp(-logits)), intensity)
     clean = data["presence"].sum(1) == 0
     aucs = artifact_aucs(logits, data["presence"])
@@ -131,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         totals: dict[str, float] = {}
         for step in range(steps):
             index = order[step * args.batch_size : (step + 1) * args.batch_size]
-            loss = losses(head_outputs(model, x[index]), *(t[index] for t in labels))
+            loss = losses(model.heads(x[index]), *(t[index] for t in labels))
             optimizer.zero_grad(set_to_none=True)
             loss["total"].backward()
             optimizer.step()

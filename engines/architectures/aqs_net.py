@@ -114,6 +114,10 @@ class AQSNet(nn.Module):
         self.intensity_head = nn.Linear(hidden, NUM_ARTIFACTS)
 
     def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.heads(self.features(windows))
+
+    def features(self, windows: torch.Tensor) -> torch.Tensor:
+        """The trunk's input: backbone features of the key frames and the temporal branch's."""
         x = windows.float()  # [N, 7, 3, H, W], 0..255
         n = x.shape[0]
         if len(self.key_frames) == 1:
@@ -123,6 +127,10 @@ class AQSNet(nn.Module):
         spatial = self.backbone(keys * self.scale + self.shift)
         if len(self.key_frames) > 1:
             spatial = spatial.reshape(n, len(self.key_frames), -1).mean(1)
-        h = self.trunk(torch.cat([spatial, self.temporal(x)], 1))
+        return torch.cat([spatial, self.temporal(x)], 1)
+
+    def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Trunk and heads on :meth:`features`: quality, artifact logits, intensities."""
+        h = self.trunk(features)
         quality = torch.sigmoid(self.quality_head(h)).squeeze(1)
         return quality, self.artifact_head(h), torch.sigmoid(self.intensity_head(h))
