@@ -24,10 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engines.aqs import aqs
 from engines.architectures import MODEL_NAMES, AQSNet, build_model
-from export.metrics import artifact_aucs, mean_defined, plcc, srocc
-from export.train import ShardCache, losses
+from export.train import ShardCache, losses, outputs_metrics
 
 
 @torch.no_grad()
@@ -63,14 +61,8 @@ def cached_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path 
 @torch.no_grad()
 def heldout_metrics(model: AQSNet, data: dict[str, np.ndarray]) -> dict:
     model.eval()
-    quality, logits, intensity = (t.numpy() for t in model.heads(torch.from_numpy(data["x"])))
-    score = aqs(quality, 1.0 / (1.0 + np.exp(-logits)), intensity)
-    clean = data["presence"].sum(1) == 0
-    aucs = artifact_aucs(logits, data["presence"])
-    return {"heldout_windows": len(score), "heldout_srocc": srocc(quality, data["quality"]),
-            "heldout_plcc": plcc(quality, data["quality"]), "heldout_aqs_srocc": srocc(score, data["quality"]),
-            "heldout_clean_aqs": float(score[clean].mean()) if clean.any() else None,
-            "heldout_mean_auc": mean_defined(aucs.values()), "heldout_auc": aucs}
+    outputs = (t.numpy() for t in model.heads(torch.from_numpy(data["x"])))
+    return outputs_metrics(*outputs, target=data["quality"], presence=data["presence"])
 
 
 def head_parameters(model: AQSNet) -> list[torch.nn.Parameter]:

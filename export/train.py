@@ -150,15 +150,20 @@ def predict(model: torch.nn.Module, split: Split, device: torch.device, batch_si
 
 
 def heldout_metrics(model, split: Split, device) -> dict:
-    quality, logits, intensity = predict(model, split, device)
-    aucs = artifact_aucs(logits, split.presence)
+    return outputs_metrics(*predict(model, split, device), target=split.quality, presence=split.presence)
+
+
+def outputs_metrics(quality: np.ndarray, logits: np.ndarray, intensity: np.ndarray, *, target: np.ndarray,
+                    presence: np.ndarray) -> dict:
+    """The per-epoch held-out record: quality and AQS against VMAF/100, artifact ROC-AUC, clean-window AQS."""
+    aucs = artifact_aucs(logits, presence)
     score = aqs(quality, 1.0 / (1.0 + np.exp(-logits)), intensity)
-    clean = split.presence.sum(1) == 0
+    clean = presence.sum(1) == 0
     return {
-        "heldout_windows": len(split),
-        "heldout_srocc": srocc(quality, split.quality),
-        "heldout_plcc": plcc(quality, split.quality),
-        "heldout_aqs_srocc": srocc(score, split.quality),
+        "heldout_windows": len(target),
+        "heldout_srocc": srocc(quality, target),
+        "heldout_plcc": plcc(quality, target),
+        "heldout_aqs_srocc": srocc(score, target),
         "heldout_clean_aqs": float(score[clean].mean()) if clean.any() else None,
         "heldout_mean_auc": mean_defined(aucs.values()),
         "heldout_auc": aucs,
