@@ -72,10 +72,12 @@ def parity(model: torch.nn.Module, onnx_path: str | Path, windows: np.ndarray) -
 
 
 def save_fp16_safetensors(model: torch.nn.Module, out: str | Path) -> Path:
-    """Plain fp16 tensors for the torch engine (it runs fp16 on CUDA; on CPU they load into fp32)."""
+    """Plain fp16 tensors for the torch engine (it runs fp16 on CUDA; on CPU they load into fp32).
+    The classical statistics' scaling stays fp32: fp16 would shift the z-scores of large-valued features."""
     from safetensors.torch import save_file
 
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if v.is_floating_point() and not k.startswith("statistics_") else v).contiguous()
+             for k, v in model.state_dict().items()}
     save_file(state, str(out))
     return Path(out)
 

@@ -194,6 +194,11 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     w("- Temporal branch on all 7 frames: luma and the 6 signed and absolute frame differences -> 4 strided 3x3 convs "
       "(16-32-64-64) -> global pooling, plus explicit per-step motion energy (6 normalised step energies, per-fragment "
       "step energies and their spread, log mean energy) so judder and ghosting are learnable.")
+    w("- EfficientNet-B0 only: the classical engine's hand-crafted features (sharpness, noise, 8x8 blockiness, "
+      "ringing near edges, banding, colour, impulse noise, judder, ghosting; all of `engines.classical.FEATURE_NAMES` "
+      "but `band_level_ratio`), computed inside the graph by `engines/architectures/statistics.py` (float even in "
+      "the int8 file; a test holds it equal to the numpy engine) and standardised with the training windows' mean "
+      "and spread.")
     w("- Heads: MLP(256) on the concatenated features -> quality (sigmoid), artifact logits, intensities (sigmoid).")
     w("")
 

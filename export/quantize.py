@@ -64,15 +64,16 @@ def float_input_nodes(model: onnx.ModelProto) -> set[str]:
 def nodes_to_quantize(model: onnx.ModelProto) -> list[str]:
     """Every node of the backbone (so SiLU, squeeze-excitation and residual adds stay in int8
     between convolutions instead of bouncing through float), and the convolutions and matrix
-    products elsewhere except :func:`float_input_nodes`. The exporter records each node's module
+    products elsewhere except :func:`float_input_nodes` and the classical statistics. The exporter records each node's module
     path in its ``namespace`` metadata."""
     excluded = float_input_nodes(model)
     names = []
     for node in model.graph.node:
         namespace = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
-        if "/backbone" in namespace.split(":")[1] if ":" in namespace else False:
-            names.append(node.name)
-        elif node.op_type in QUANTIZED_OPS and node.name not in excluded:
+        path = namespace.split(":")[1] if ":" in namespace else ""
+        if "/statistics" in path:  # hand-crafted measurements: thresholds and logs need float
+            continue
+        if "/backbone" in path or (node.op_type in QUANTIZED_OPS and node.name not in excluded):
             names.append(node.name)
     return names
 

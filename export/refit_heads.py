@@ -5,8 +5,11 @@
         --out runs/aqs_effnet_b0 --cache-dir runs/features
 
 The backbone (on the key frame) and the temporal branch stay as trained; their features
-(:meth:`AQSNet.features`) are computed once for every window (full 7x7 mosaic, eval mode) and only the trunk MLP and the three
-heads are trained on them, with :func:`export.train.losses`. On a 2-core CPU that turns a new
+(:meth:`AQSNet.learned_features`) are computed once for every window (full 7x7 mosaic, eval mode) and only the trunk MLP and the three
+heads are trained on them, with :func:`export.train.losses`. A model that also reads the classical
+statistics (``engines.architectures.WITH_STATISTICS``) can start from one that does not: the tensors
+they share are loaded, the statistics' scaling is fitted on the training windows, and the trunk
+learns to read both. On a 2-core CPU that turns a new
 dataset into better heads in minutes, where another pass of full training takes hours. Writes
 ``OUT/weights.pt`` (the whole model, loadable by ``export.export_onnx``), ``OUT/command.txt`` and
 ``OUT/log.jsonl`` in :mod:`export.train`'s format (so the model card lists it as a stage after the
@@ -25,43 +28,69 @@ import numpy as np
 import torch
 
 from engines.architectures import MODEL_NAMES, AQSNet, build_model
-from export.train import ShardCache, losses, outputs_metrics
+from engines.architectures.statistics import STATISTICS_COLUMNS
+from engines.classical import FEATURES_VERSION, extract_features
+from export.train import ShardCache, Split, fit_statistics_scaling, load_matching, losses, outputs_metrics
 
 
 @torch.no_grad()
-def features(model: AQSNet, directory: Path, batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Trunk inputs (backbone on the key frames + temporal branch) and labels of every window of one split."""
+def learned_features(model: AQSNet, split: Split, batch_size: int = 32) -> np.ndarray:
+    """Backbone (key frames) and temporal-branch features of every window of a split (eval mode)."""
+    model.eval()
+    return np.concatenate([model.learned_features(torch.from_numpy(split.windows[start : start + batch_size])).numpy()
+                           for start in range(0, len(split), batch_size)])
+
+
+def classical_statistics(split: Split, batch_size: int = 64) -> np.ndarray:
+    """The classical engine's features of every window, by its numpy implementation (faster on a CPU
+    than the torch one in the graph; a test holds the two equal)."""
+    return np.concatenate([extract_features(split.windows[start : start + batch_size])
+                           for start in range(0, len(split), batch_size)])
+
+
+def split_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path | None) -> dict[str, np.ndarray]:
+    """Learned features (and classical statistics, when the model reads them) and labels of one split,
+    kept in ``cache_dir`` under the weights' sha256 (or the statistics' version) and the shard list."""
     split = ShardCache(directory).refresh()
     if split is None:
         raise SystemExit(f"no shards under {directory}")
-    model.eval()
-    out = []
-    for start in range(0, len(split), batch_size):
-        out.append(model.features(torch.from_numpy(split.windows[start : start + batch_size])).numpy())
-    return {"x": np.concatenate(out), "quality": split.quality, "presence": split.presence, "intensity": split.intensity}
-
-
-def cached_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path | None) -> dict[str, np.ndarray]:
-    """:func:`features`, kept in ``cache_dir`` under the weights' sha256 and the split's shard list."""
-    if cache_dir is None:
-        return features(model, directory)
-    shards = sorted(p.name for p in directory.glob("shard_*.npz"))
-    key = hashlib.sha256(init.read_bytes()).hexdigest()[:12] + hashlib.sha256(
-        f"{directory.resolve()}|{'|'.join(shards)}".encode()).hexdigest()[:12]
-    path = cache_dir / f"{key}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
-    data = features(model, directory)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **data)
+    shards = "|".join(sorted(p.name for p in directory.glob("shard_*.npz")))
+    where = hashlib.sha256(f"{directory.resolve()}|{shards}".encode()).hexdigest()[:12]
+    data = {"quality": split.quality, "presence": split.presence, "intensity": split.intensity}
+    weights = hashlib.sha256(init.read_bytes()).hexdigest()[:12]
+    data["x"] = _cached(cache_dir, f"{weights}{where}", "x", lambda: learned_features(model, split))
+    if model.statistics is not None:
+        classical = _cached(cache_dir, f"classical-v{FEATURES_VERSION}-{where}", "statistics",
+                            lambda: classical_statistics(split))
+        data["statistics"] = classical[:, list(STATISTICS_COLUMNS)]
     return data
+
+
+def _cached(cache_dir: Path | None, key: str, name: str, compute) -> np.ndarray:
+    path = cache_dir / f"{key}.npz" if cache_dir is not None else None
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            return z[name]
+    values = compute()
+    if path is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **{name: values})
+    return values
+
+
+@torch.no_grad()
+def trunk_inputs(model: AQSNet, data: dict[str, np.ndarray]) -> torch.Tensor:
+    """What :meth:`AQSNet.features` returns for these windows, from their cached parts."""
+    x = torch.from_numpy(data["x"])
+    if model.statistics is None:
+        return x
+    return torch.cat([x, model.standardise(torch.from_numpy(data["statistics"]))], 1)
 
 
 @torch.no_grad()
 def heldout_metrics(model: AQSNet, data: dict[str, np.ndarray]) -> dict:
     model.eval()
-    outputs = (t.numpy() for t in model.heads(torch.from_numpy(data["x"])))
+    outputs = (t.numpy() for t in model.heads(trunk_inputs(model, data)))
     return outputs_metrics(*outputs, target=data["quality"], presence=data["presence"])
 
 
@@ -92,14 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "command.txt").write_text("python -m export.refit_heads " + " ".join(argv if argv is not None else sys.argv[1:]) + "\n")
     model = build_model(args.model)
-    model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+    fresh = load_matching(model, torch.load(args.init, map_location="cpu", weights_only=True))
+    if fresh:
+        print(f"initialised afresh (not in {args.init}): {', '.join(fresh)}", file=sys.stderr)
     started = time.monotonic()
-    parts = [cached_features(model, args.init, Path(d), args.cache_dir) for d in args.train.split(",")]
+    parts = [split_features(model, args.init, Path(d), args.cache_dir) for d in args.train.split(",")]
     train = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    heldout = cached_features(model, args.init, args.heldout, args.cache_dir)
+    heldout = split_features(model, args.init, args.heldout, args.cache_dir)
     print(f"features: {len(train['x'])} training windows, {len(heldout['x'])} held-out, "
           f"{time.monotonic() - started:.0f} s", file=sys.stderr)
-    x = torch.from_numpy(train["x"])
+    if model.statistics is not None:
+        fit_statistics_scaling(model, train["statistics"])
+    x = trunk_inputs(model, train)
     labels = [torch.from_numpy(np.clip(train[k], 0.0, 1.0).astype(np.float32)) for k in ("quality", "presence", "intensity")]
 
     optimizer = torch.optim.AdamW(head_parameters(model), lr=args.lr, weight_decay=args.weight_decay)

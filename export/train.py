@@ -41,11 +41,14 @@ from tqdm import tqdm
 
 from engines.aqs import ARTIFACT_WEIGHTS, aqs
 from engines.architectures import DEFAULT_KEY_FRAMES, MODEL_NAMES, build_model
+from engines.architectures.statistics import STATISTICS_COLUMNS
+from engines.classical import extract_features
 from engines.contract import ARTIFACTS, FRAGMENT_GRID, FRAGMENT_SIZE
 from export.metrics import artifact_aucs, mean_defined, plcc, srocc
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = ("windows", "quality", "presence", "intensity")
+STATISTICS_SAMPLE = 512  # training windows whose classical statistics set their standardisation
 
 
 @dataclass
@@ -85,6 +88,23 @@ class ShardCache:
             presence=np.concatenate([p["presence"] for p in parts]).astype(np.float32),
             intensity=np.clip(np.concatenate([p["intensity"] for p in parts]).astype(np.float32), 0.0, 1.0),
         )
+
+
+def fit_statistics_scaling(model: torch.nn.Module, statistics: np.ndarray) -> None:
+    """Set the standardisation of the model's classical statistics from training windows' raw values."""
+    values = torch.from_numpy(np.asarray(statistics, dtype=np.float32))
+    model.statistics_mean.copy_(values.mean(0))
+    model.statistics_scale.copy_(values.std(0, unbiased=False).clamp(min=1e-6))
+
+
+def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load every tensor of ``state`` whose name and shape the model has; returns the names left as
+    initialised (the trunk's first layer and the statistics' scaling, when ``state`` comes from a
+    model without classical statistics)."""
+    own = model.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(kept, strict=False)
+    return sorted(set(own) - set(kept))
 
 
 def aqs_torch(quality: torch.Tensor, probabilities: torch.Tensor, intensities: torch.Tensor) -> torch.Tensor:
@@ -219,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
     )
     start_epoch, elapsed = 0, 0.0
+    fresh = list(model.state_dict()) if not args.init else []
     if args.init:
-        model.load_state_dict(torch.load(args.init, map_location=device, weights_only=True))
+        fresh = load_matching(model, torch.load(args.init, map_location=device, weights_only=True))
+        if fresh:
+            print(f"initialised afresh (not in {args.init}): {', '.join(fresh)}", file=sys.stderr)
     if args.resume and (out / "last.pt").exists():
         state = torch.load(out / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -236,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no training shards under {args.data / 'train'}", file=sys.stderr)
             return 1
         time.sleep(20)
+    if model.statistics is not None and start_epoch == 0 and "statistics_mean" in fresh:
+        sample = np.random.default_rng(args.seed).permutation(len(train))[:STATISTICS_SAMPLE]
+        fit_statistics_scaling(model, extract_features(train.windows[np.sort(sample)])[:, list(STATISTICS_COLUMNS)])
 
     for epoch in range(start_epoch, args.epochs):
         started = time.monotonic()

@@ -1,7 +1,8 @@
 """Torch definitions of the AQS models (needed by training, export and the torch engine).
 
-``build_model(name)`` is the one registry: ``aqs_effnet_b0`` (the shipped default) and
-``aqs_mnv3_small`` (the light fallback), same inputs and outputs (see :mod:`engines.contract`).
+``build_model(name)`` is the one registry: ``aqs_effnet_b0`` (the shipped default; its trunk also
+reads the classical engine's features, computed in the graph) and ``aqs_mnv3_small`` (the light
+fallback), same inputs and outputs (see :mod:`engines.contract`).
 Importing this package imports torch; engines that only run ONNX never import it.
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ BACKBONES: dict[str, Callable[[], object]] = {
     "aqs_effnet_b0": EfficientNetB0,
     "aqs_mnv3_small": MobileNetV3Small,
 }
+# models whose trunk also reads :class:`~engines.architectures.statistics.ClassicalStatistics`
+WITH_STATISTICS = frozenset({"aqs_effnet_b0"})
 MODEL_NAMES: tuple[str, ...] = tuple(BACKBONES)
 
 
@@ -25,7 +28,7 @@ def build_model(name: str, key_frames: Sequence[int] = DEFAULT_KEY_FRAMES) -> AQ
         backbone = BACKBONES[name]()
     except KeyError:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}") from None
-    return AQSNet(backbone, key_frames=key_frames)
+    return AQSNet(backbone, key_frames=key_frames, statistics=name in WITH_STATISTICS)
 
 
 __all__ = ["AQSNet", "DEFAULT_KEY_FRAMES", "MODEL_NAMES", "build_model", "EfficientNetB0", "MobileNetV3Small"]

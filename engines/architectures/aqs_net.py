@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engines.architectures.statistics import NUM_STATISTICS, ClassicalStatistics
 from engines.contract import (
     FRAGMENT_SIZE,
     NORMALIZE_MEAN,
@@ -32,6 +33,7 @@ DEFAULT_KEY_FRAMES: tuple[int, ...] = (WINDOW_FRAMES // 2,)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 TEMPORAL_CHANNELS = (16, 32, 64, 64)
 DIFF_GAIN = 4.0  # frame differences are small: scale them towards unit range
+STATISTICS_CLIP = 5.0  # standardised classical statistics are clipped to +-5, as in the classical engine
 # 6 globally normalised step energies, 6 per-fragment normalised (averaged over fragments),
 # their spread over fragments (6), and the log of the mean energy (1).
 ENERGY_FEATURES = 3 * (WINDOW_FRAMES - 1) + 1
@@ -92,10 +94,16 @@ def motion_energy(absdiff: torch.Tensor) -> torch.Tensor:
 
 
 class AQSNet(nn.Module):
-    """Backbone on key frames + temporal branch + heads; the model contract's inputs and outputs."""
+    """Backbone on key frames + temporal branch (+ the classical statistics) + heads; the model
+    contract's inputs and outputs.
+
+    With ``statistics=True`` the trunk also reads the classical engine's hand-crafted features
+    (:class:`ClassicalStatistics`), standardised by ``statistics_mean``/``statistics_scale``: buffers
+    saved with the weights and set from training data by ``export.train.fit_statistics_scaling``.
+    """
 
     def __init__(self, backbone: nn.Module, key_frames: Sequence[int] = DEFAULT_KEY_FRAMES,
-                 hidden: int = 256, dropout: float = 0.2) -> None:
+                 hidden: int = 256, dropout: float = 0.2, statistics: bool = False) -> None:
         super().__init__()
         key_frames = tuple(int(k) for k in key_frames)
         if not key_frames or any(not 0 <= k < WINDOW_FRAMES for k in key_frames) or len(set(key_frames)) != len(key_frames):
@@ -108,6 +116,11 @@ class AQSNet(nn.Module):
         self.register_buffer("scale", (1.0 / std).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", (-torch.tensor(NORMALIZE_MEAN) * 255.0 / std).view(1, 3, 1, 1), persistent=False)
         features = backbone.out_features + self.temporal.out_features
+        self.statistics = ClassicalStatistics() if statistics else None
+        if statistics:
+            self.register_buffer("statistics_mean", torch.zeros(NUM_STATISTICS))
+            self.register_buffer("statistics_scale", torch.ones(NUM_STATISTICS))
+            features += NUM_STATISTICS
         self.trunk = nn.Sequential(nn.Linear(features, hidden), nn.Hardswish(inplace=True), nn.Dropout(dropout))
         self.quality_head = nn.Linear(hidden, 1)
         self.artifact_head = nn.Linear(hidden, NUM_ARTIFACTS)
@@ -117,8 +130,22 @@ class AQSNet(nn.Module):
         return self.heads(self.features(windows))
 
     def features(self, windows: torch.Tensor) -> torch.Tensor:
-        """The trunk's input: backbone features of the key frames and the temporal branch's."""
+        """The trunk's input: backbone features of the key frames, the temporal branch's and, when
+        the model has them, the standardised classical statistics."""
         x = windows.float()  # [N, 7, 3, H, W], 0..255
+        learned = self.learned_features(x)
+        if self.statistics is None:
+            return learned
+        return torch.cat([learned, self.standardise(self.statistics(x))], 1)
+
+    def standardise(self, statistics: torch.Tensor) -> torch.Tensor:
+        """Raw classical statistics ``[N, NUM_STATISTICS]`` -> the trunk's clipped z-scores."""
+        z = (statistics - self.statistics_mean) / self.statistics_scale
+        return torch.where(torch.isnan(z), torch.zeros_like(z), z).clamp(-STATISTICS_CLIP, STATISTICS_CLIP)
+
+    def learned_features(self, windows: torch.Tensor) -> torch.Tensor:
+        """Backbone features of the key frames and the temporal branch's (float windows, 0..255)."""
+        x = windows.float()
         n = x.shape[0]
         if len(self.key_frames) == 1:
             keys = x[:, self.key_frames[0]]

@@ -89,3 +89,17 @@ def test_trains_in_channels_last():
     quality, logits, intensity = model(windows(2))
     (quality.mean() + logits.mean() + intensity.mean()).backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_classical_statistics_feed_the_effnet_trunk_and_accept_crops():
+    from engines.architectures.statistics import NUM_STATISTICS
+
+    model = build_model("aqs_effnet_b0").eval()
+    assert model.statistics is not None and build_model("aqs_mnv3_small").statistics is None
+    x = windows(2)
+    with torch.no_grad():
+        full = model.features(x)
+        crop = model(x[..., :160, :96])  # 5x3 fragments, as export.train --crop-fragments gives
+    assert full.shape[1] == model.trunk[0].in_features
+    assert torch.equal(full[:, -NUM_STATISTICS:], model.standardise(model.statistics(x.float())))
+    assert all(torch.isfinite(t).all() for t in crop)

@@ -185,3 +185,28 @@ def test_refit_heads_trains_only_the_trunk_and_heads(tmp_path, sampled_windows):
     assert refit([*cached, "--out", str(tmp_path / "c2")]) == 0  # from the cache: the same result
     first, second = (torch.load(tmp_path / d / "weights.pt", weights_only=True) for d in ("c1", "c2"))
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_refit_adds_the_classical_statistics_to_a_model_without_them(tmp_path, sampled_windows):
+    from engines.architectures import AQSNet, EfficientNetB0
+    from engines.architectures.statistics import STATISTICS_COLUMNS
+    from engines.classical import extract_features
+    from export.refit_heads import main as refit
+
+    windows = sampled_windows(6)
+    write_split(tmp_path / "data" / "train", windows[:4], 0)
+    write_split(tmp_path / "data" / "heldout", windows[4:], 1)
+    torch.manual_seed(7)
+    before = AQSNet(EfficientNetB0(), statistics=False).state_dict()  # what stage 2 shipped
+    torch.save(before, tmp_path / "init.pt")
+    assert refit(["--model", "aqs_effnet_b0", "--init", str(tmp_path / "init.pt"), "--train", str(tmp_path / "data" / "train"),
+                  "--heldout", str(tmp_path / "data" / "heldout"), "--out", str(tmp_path / "out"), "--epochs", "2",
+                  "--batch-size", "2", "--threads", "2"]) == 0
+    after = torch.load(tmp_path / "out" / "weights.pt", weights_only=True)
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("backbone.", "temporal.")))
+    expected = extract_features(windows[:4])[:, list(STATISTICS_COLUMNS)]
+    np.testing.assert_allclose(after["statistics_mean"].numpy(), expected.mean(0), rtol=1e-5, atol=1e-5)
+    model = build_model("aqs_effnet_b0").eval()
+    model.load_state_dict(after)  # strict: the refit model is a complete aqs_effnet_b0
+    with torch.no_grad():
+        assert all(torch.isfinite(t).all() for t in model(torch.from_numpy(windows[4:])))
