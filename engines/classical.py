@@ -103,10 +103,13 @@ NUM_FEATURES = len(FEATURE_NAMES)
 # ----------------------------------------------------------------------------------------------
 # Features
 # ----------------------------------------------------------------------------------------------
-def extract_features(windows: np.ndarray, pool: "ThreadPoolExecutor | None" = None) -> np.ndarray:
+def extract_features(windows: np.ndarray, pool: "ThreadPoolExecutor | None" = None,
+                     spatial_frames: tuple[int, ...] = SPATIAL_FRAMES) -> np.ndarray:
     """Features of ``uint8`` windows ``[N, 7, 3, 224, 224]`` -> ``float32`` ``[N, NUM_FEATURES]``.
 
     With a thread ``pool``, chunks of windows run in parallel (numpy releases the GIL in its loops).
+    ``spatial_frames``: the frames whose spatial features are measured (the AQS network measures
+    only its key frame, to save time; this engine averages three).
     """
     windows = np.asarray(windows)
     if windows.ndim != 5 or windows.shape[1:] != INPUT_SHAPE:
@@ -117,12 +120,12 @@ def extract_features(windows: np.ndarray, pool: "ThreadPoolExecutor | None" = No
     n = windows.shape[0]
     if pool is None or n <= _MIN_CHUNK:
         for start in range(0, n, _CHUNK):
-            out[start : start + _CHUNK] = _features_chunk(windows[start : start + _CHUNK])
+            out[start : start + _CHUNK] = _features_chunk(windows[start : start + _CHUNK], spatial_frames)
         return out
     workers = getattr(pool, "_max_workers", 2)
     size = min(_CHUNK, max(_MIN_CHUNK, -(-n // workers)))
     starts = list(range(0, n, size))
-    for start, values in zip(starts, pool.map(lambda s: _features_chunk(windows[s : s + size]), starts)):
+    for start, values in zip(starts, pool.map(lambda s: _features_chunk(windows[s : s + size], spatial_frames), starts)):
         out[start : start + size] = values
     return out
 
@@ -186,13 +189,13 @@ def _phase_blockiness(absdiff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return top / (energy.mean(axis=-1) + 0.1), top / (opposite + 0.1)
 
 
-def _features_chunk(win: np.ndarray) -> np.ndarray:
+def _features_chunk(win: np.ndarray, spatial_frames: tuple[int, ...] = SPATIAL_FRAMES) -> np.ndarray:
     n = win.shape[0]
-    # luma of all 7 frames (temporal features); spatial features on SPATIAL_FRAMES only
+    # luma of all 7 frames (temporal features); spatial features on spatial_frames only
     c = (np.float32(0.299), np.float32(0.587), np.float32(0.114))
     luma_all = c[0] * win[:, :, 0] + c[1] * win[:, :, 1] + c[2] * win[:, :, 2]  # [n, 7, 224, 224] float32
     f_all = fragments(luma_all)  # [n, 7, 49, 32, 32]
-    sel = list(SPATIAL_FRAMES)
+    sel = list(spatial_frames)
     luma = luma_all[:, sel]  # [n, S, 224, 224]
     f = f_all[:, sel]  # [n, S, 49, 32, 32]
     # colour statistics on every second pixel (chroma is 4:2:0, so nothing is lost there)

@@ -196,9 +196,9 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
       "step energies and their spread, log mean energy) so judder and ghosting are learnable.")
     w("- EfficientNet-B0 only: the classical engine's hand-crafted features (sharpness, noise, 8x8 blockiness, "
       "ringing near edges, banding, colour, impulse noise, judder, ghosting; all of `engines.classical.FEATURE_NAMES` "
-      "but `band_level_ratio`), computed inside the graph by `engines/architectures/statistics.py` (float even in "
-      "the int8 file; a test holds it equal to the numpy engine) and standardised with the training windows' mean "
-      "and spread.")
+      "but `band_level_ratio`; spatial ones on the key frame, where the classical engine averages frames 1, 3 and 5), "
+      "computed inside the graph by `engines/architectures/statistics.py` (float even in the int8 file; a test holds "
+      "it equal to the numpy engine) and standardised with the training windows' mean and spread.")
     w("- Heads: MLP(256) on the concatenated features -> quality (sigmoid), artifact logits, intensities (sigmoid).")
     w("")
 
@@ -346,7 +346,8 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     if report.get("notes"):
         w("## Limitations")
         w("")
-        out += [f"- {note}" for note in report["notes"]]
+        # a note starting with "- " is a sub-item of the note before it
+        out += [f"  {note}" if note.startswith("- ") else f"- {note}" for note in report["notes"]]
         w("")
     return "\n".join(out)
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from engines.architectures import MODEL_NAMES, AQSNet, build_model
-from engines.architectures.statistics import STATISTICS_COLUMNS
+from engines.architectures.statistics import GRAPH_SPATIAL_FRAMES, STATISTICS_COLUMNS
 from engines.classical import FEATURES_VERSION, extract_features
 from export.train import ShardCache, Split, fit_statistics_scaling, load_matching, losses, outputs_metrics
 
@@ -42,9 +42,10 @@ def learned_features(model: AQSNet, split: Split, batch_size: int = 32) -> np.nd
 
 
 def classical_statistics(split: Split, batch_size: int = 64) -> np.ndarray:
-    """The classical engine's features of every window, by its numpy implementation (faster on a CPU
-    than the torch one in the graph; a test holds the two equal)."""
-    return np.concatenate([extract_features(split.windows[start : start + batch_size])
+    """The classical engine's features of every window as the network measures them (spatial ones on
+    the key frame), by the numpy implementation (faster on a CPU than the torch one in the graph; a
+    test holds the two equal)."""
+    return np.concatenate([extract_features(split.windows[start : start + batch_size], spatial_frames=GRAPH_SPATIAL_FRAMES)
                            for start in range(0, len(split), batch_size)])
 
 
@@ -60,7 +61,7 @@ def split_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path |
     weights = hashlib.sha256(init.read_bytes()).hexdigest()[:12]
     data["x"] = _cached(cache_dir, f"{weights}{where}", "x", lambda: learned_features(model, split))
     if model.statistics is not None:
-        classical = _cached(cache_dir, f"classical-v{FEATURES_VERSION}-{where}", "statistics",
+        classical = _cached(cache_dir, f"classical-v{FEATURES_VERSION}-frames{''.join(map(str, GRAPH_SPATIAL_FRAMES))}-{where}", "statistics",
                             lambda: classical_statistics(split))
         data["statistics"] = classical[:, list(STATISTICS_COLUMNS)]
     return data

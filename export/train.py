@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from engines.aqs import ARTIFACT_WEIGHTS, aqs
 from engines.architectures import DEFAULT_KEY_FRAMES, MODEL_NAMES, build_model
-from engines.architectures.statistics import STATISTICS_COLUMNS
+from engines.architectures.statistics import GRAPH_SPATIAL_FRAMES, STATISTICS_COLUMNS
 from engines.classical import extract_features
 from engines.contract import ARTIFACTS, FRAGMENT_GRID, FRAGMENT_SIZE
 from export.metrics import artifact_aucs, mean_defined, plcc, srocc
@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(20)
     if model.statistics is not None and start_epoch == 0 and "statistics_mean" in fresh:
         sample = np.random.default_rng(args.seed).permutation(len(train))[:STATISTICS_SAMPLE]
-        fit_statistics_scaling(model, extract_features(train.windows[np.sort(sample)])[:, list(STATISTICS_COLUMNS)])
+        values = extract_features(train.windows[np.sort(sample)], spatial_frames=GRAPH_SPATIAL_FRAMES)
+        fit_statistics_scaling(model, values[:, list(STATISTICS_COLUMNS)])
 
     for epoch in range(start_epoch, args.epochs):
         started = time.monotonic()

@@ -25,15 +25,17 @@ from engines.classical import (
     _STRONG_EDGE,
     FEATURE_NAMES,
     LAPLACIAN_KERNEL,
-    SPATIAL_FRAMES,
 )
-from engines.contract import FRAGMENT_SIZE
+from engines.contract import FRAGMENT_SIZE, WINDOW_FRAMES
 
 # All of them but band_level_ratio: counting a fragment's distinct levels needs a sort of its 1,024
 # pixels per channel, which alone cost as much as a third of the backbone in ONNX Runtime on a CPU.
 STATISTICS_NAMES: tuple[str, ...] = tuple(name for name in FEATURE_NAMES if name != "band_level_ratio")
 NUM_STATISTICS = len(STATISTICS_NAMES)
 STATISTICS_COLUMNS = tuple(FEATURE_NAMES.index(name) for name in STATISTICS_NAMES)
+# Spatial features on the middle frame only: the classical engine's three frames cost the network
+# 15 ms per window in ONNX Runtime on a 2-core CPU, half of all its work.
+GRAPH_SPATIAL_FRAMES = (WINDOW_FRAMES // 2,)
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -94,9 +96,9 @@ def _phase_blockiness(absdiff: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     and a sum (no matrix product: it stays fp32 under CUDA autocast); phase 0 has 3 boundaries, the
     others 4.
     """
-    padded = F.pad(absdiff, (1, 0))
-    counts = torch.tensor([3.0] + [4.0] * 7, dtype=absdiff.dtype, device=absdiff.device)
-    energy = padded.reshape(*absdiff.shape[:-1], 4, 8).sum(-2) / counts
+    sums = F.pad(absdiff, (1, 0)).reshape(*absdiff.shape[:-1], 4, 8).sum(-2)
+    # no constant tensor is made here: a host-to-device copy would break CUDA graph capture
+    energy = torch.cat([sums[..., :1] / 3.0, sums[..., 1:] / 4.0], -1)
     top = energy.max(-1, keepdim=True)
     opposite = torch.gather(energy, -1, (top.indices + 4) % 8)[..., 0]
     top_value = top.values[..., 0] + 0.1
@@ -113,7 +115,13 @@ def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
 
 class ClassicalStatistics(nn.Module):
     """``[N, 7, 3, H, W]`` float windows (0..255) -> ``[N, NUM_STATISTICS]`` raw feature values
-    (:data:`STATISTICS_NAMES`)."""
+    (:data:`STATISTICS_NAMES`), spatial ones measured on ``spatial_frames`` (default: the key frame
+    only, a third of the classical engine's work; the numpy twin is
+    ``extract_features(..., spatial_frames=GRAPH_SPATIAL_FRAMES)``)."""
+
+    def __init__(self, spatial_frames: tuple[int, ...] = GRAPH_SPATIAL_FRAMES) -> None:
+        super().__init__()
+        self.spatial_frames = tuple(spatial_frames)
 
     def forward(self, win: torch.Tensor) -> torch.Tensor:
         feats = self._features(win)
@@ -123,7 +131,7 @@ class ClassicalStatistics(nn.Module):
         n = win.shape[0]
         luma_all = _LUMA[0] * win[:, :, 0] + _LUMA[1] * win[:, :, 1] + _LUMA[2] * win[:, :, 2]
         f_all = fragments(luma_all)  # [n, 7, G, 32, 32]
-        sel = list(SPATIAL_FRAMES)
+        sel = list(self.spatial_frames)
         luma = luma_all[:, sel]
         f = f_all[:, sel]  # [n, S, G, 32, 32]
         rgb = win[:, sel, :, ::2, ::2]

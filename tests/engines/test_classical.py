@@ -269,15 +269,23 @@ def test_threads_give_the_same_outputs(clips):
     np.testing.assert_array_equal(a.artifact_logits, b.artifact_logits)
 
 
-def test_graph_statistics_match_the_numpy_features(clips):
-    """The AQS network computes these features in its graph (torch); both implementations must agree
-    on every real degradation, feature by feature."""
+@pytest.mark.parametrize("spatial_frames", [None, classical.SPATIAL_FRAMES])
+def test_graph_statistics_match_the_numpy_features(clips, spatial_frames):
+    """The AQS network computes these features in its graph (torch, on its key frame by default);
+    both implementations must agree on every real degradation, feature by feature."""
     torch = pytest.importorskip("torch")
-    from engines.architectures.statistics import STATISTICS_COLUMNS, STATISTICS_NAMES, ClassicalStatistics
+    from engines.architectures.statistics import (
+        GRAPH_SPATIAL_FRAMES,
+        STATISTICS_COLUMNS,
+        STATISTICS_NAMES,
+        ClassicalStatistics,
+    )
 
+    frames = spatial_frames or GRAPH_SPATIAL_FRAMES
     windows = np.concatenate([w[:2] for w in clips.values()])
-    expected = classical.extract_features(windows)[:, list(STATISTICS_COLUMNS)]
+    expected = classical.extract_features(windows, spatial_frames=frames)[:, list(STATISTICS_COLUMNS)]
+    module = ClassicalStatistics() if spatial_frames is None else ClassicalStatistics(spatial_frames)
     with torch.no_grad():
-        got = ClassicalStatistics()(torch.from_numpy(windows).float()).numpy()
+        got = module(torch.from_numpy(windows).float()).numpy()
     for k, name in enumerate(STATISTICS_NAMES):
         np.testing.assert_allclose(got[:, k], expected[:, k], rtol=1e-4, atol=1e-4, err_msg=name)

@@ -189,7 +189,7 @@ def test_refit_heads_trains_only_the_trunk_and_heads(tmp_path, sampled_windows):
 
 def test_refit_adds_the_classical_statistics_to_a_model_without_them(tmp_path, sampled_windows):
     from engines.architectures import AQSNet, EfficientNetB0
-    from engines.architectures.statistics import STATISTICS_COLUMNS
+    from engines.architectures.statistics import GRAPH_SPATIAL_FRAMES, STATISTICS_COLUMNS
     from engines.classical import extract_features
     from export.refit_heads import main as refit
 
@@ -204,7 +204,7 @@ def test_refit_adds_the_classical_statistics_to_a_model_without_them(tmp_path, s
                   "--batch-size", "2", "--threads", "2"]) == 0
     after = torch.load(tmp_path / "out" / "weights.pt", weights_only=True)
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("backbone.", "temporal.")))
-    expected = extract_features(windows[:4])[:, list(STATISTICS_COLUMNS)]
+    expected = extract_features(windows[:4], spatial_frames=GRAPH_SPATIAL_FRAMES)[:, list(STATISTICS_COLUMNS)]
     np.testing.assert_allclose(after["statistics_mean"].numpy(), expected.mean(0), rtol=1e-5, atol=1e-5)
     model = build_model("aqs_effnet_b0").eval()
     model.load_state_dict(after)  # strict: the refit model is a complete aqs_effnet_b0
