@@ -310,10 +310,13 @@ def test_quality_alert_fires_and_resolves(stack: Stack):
                                     poll=watch_resolve, stream="cam")
     resolved.mark("webhook resolved", True)
     assert end["labels"]["stream"] == "cam" and end["startsAt"] == alert["startsAt"]
-    # The clean source keeps the alert resolved (no refire once its windows are scored).
+    # The clean source keeps the alert resolved (no refire once its windows are scored). Not every AQS
+    # sample is above crit: the restarted clip's first window reads 0.43 (see ENGINE above), and a
+    # scrape catches it or not depending on timing; one low window must not change the state.
     time.sleep(6.0)
     recovered_aqs = _aqs_series(prom, "cam", back_wall + 2, time.time())
-    assert recovered_aqs and min(recovered_aqs) >= QUALITY["crit"], _fmt(recovered_aqs)
+    assert recovered_aqs and statistics.median(recovered_aqs) >= QUALITY["warn"], _fmt(recovered_aqs)
+    assert prom.value('max_over_time(vqa_quality_state{stream="cam"}[6s])') == 0, _fmt(recovered_aqs)
     assert d.value("vqa_quality_state", stream="cam") == 0
     assert not hook.find("VqaQualityCritical", "firing", since=t_resolved, stream="cam"), hook.summary()
 
