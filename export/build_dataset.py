@@ -327,13 +327,14 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
 # ---------------------------------------------------------------------------------------- building
 class Builder:
     def __init__(self, out: Path, data_root: Path, n_train: int, n_heldout: int, seed: int = SEED, raw_dir: Path | None = None,
-                 p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE):
+                 p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE, split_seed: int = SEED):
         self.out = out
         self.seed = seed
+        self.split_seed = split_seed
         self.p_clean, self.p_light_encode = p_clean, p_light_encode
         self.sources_list = R.discover_sources(raw_dir)
         self.sources = {s.name: s for s in self.sources_list}
-        self.split = R.split_sources(self.sources_list, seed=seed)
+        self.split = R.split_sources(self.sources_list, seed=split_seed)
         self.clips = plan(self.sources_list, self.split, n_train, n_heldout, seed, p_clean, p_light_encode)
         self.refs_dir = data_root / "refs"
         self.keep_dir = data_root / "heldout_clips"
@@ -437,6 +438,7 @@ class Builder:
             },
             "artifacts": list(ARTIFACTS),
             "seed": self.seed,
+            "split_seed": self.split_seed,
             "clip_frames": CLIP_FRAMES, "fps": R.FPS, "windows_per_clip": WINDOWS_PER_CLIP, "shard_clips": SHARD_CLIPS,
             "splits": self.split,
             "sources": {s.name: {"path": s.path, "package": s.package, "licence": s.licence, "kind": s.kind} for s in self.sources_list},
@@ -499,7 +501,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout-clips", type=int, default=128)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--vmaf-threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--seed", type=int, default=SEED, help="clip plan and scenes (camera paths)")
+    ap.add_argument("--split-seed", type=int, default=SEED,
+                    help="which sources are held out; keep the default to add data to the same split")
     ap.add_argument("--p-clean", type=float, default=P_CLEAN, help="share of clean clips")
     ap.add_argument("--p-light-encode", type=float, default=P_LIGHT_ENCODE, help="share of light x264 encodes")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new clips (0: all)")
@@ -509,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     data_root = Path(args.data_root) if args.data_root else out.parent
     b = Builder(out, data_root, args.train_clips, args.heldout_clips, args.seed, Path(args.raw) if args.raw else None,
-                args.p_clean, args.p_light_encode)
+                args.p_clean, args.p_light_encode, args.split_seed)
     log(f"sources: {len(b.sources_list)}; train {len(b.split['train'])}, heldout {len(b.split['heldout'])}: {b.split['heldout']}")
     if args.summary:
         print_summary(b.write_manifest())

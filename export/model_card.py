@@ -128,6 +128,11 @@ def _check_by_source(check: dict) -> list[str]:
     return [*lines, ""]
 
 
+def limitation_lines(notes: list[str]) -> list[str]:
+    """The report's notes as a Markdown list; a note starting with "- " is a sub-item of the one before."""
+    return [f"  {note}" if note.startswith("- ") else f"- {note}" for note in notes]
+
+
 def training_stages(run_dir: Path, repo: Path) -> list[tuple[Path, list[dict]]]:
     """The training runs behind a model, first stage first: a run started with ``--init W`` is
     preceded by the run whose folder holds ``W`` (when its log is still there)."""
@@ -346,8 +351,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     if report.get("notes"):
         w("## Limitations")
         w("")
-        # a note starting with "- " is a sub-item of the note before it
-        out += [f"  {note}" if note.startswith("- ") else f"- {note}" for note in report["notes"]]
+        out += limitation_lines(report["notes"])
         w("")
     return "\n".join(out)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from export.evaluate import spread_over_sources
-from export.model_card import _check_by_source, training_stages
+from export.model_card import _check_by_source, limitation_lines, training_stages
 
 
 def _run(directory, records):
@@ -53,3 +53,8 @@ def test_acceptance_table_groups_by_source():
 def test_a_run_that_names_its_own_weights_as_init_is_one_stage(tmp_path):
     run = _run(tmp_path / "runs" / "m", [{"epoch": 1, "init": "runs/m/weights.pt"}])
     assert [d for d, _ in training_stages(run, tmp_path)] == [run]
+
+
+def test_notes_starting_with_a_dash_are_sub_items_of_the_note_before():
+    assert limitation_lines(["Stage 2:", "- SROCC up;", "- AUC up.", "Peers."]) == [
+        "- Stage 2:", "  - SROCC up;", "  - AUC up.", "- Peers."]
