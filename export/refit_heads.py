@@ -5,11 +5,11 @@
         --out runs/aqs_effnet_b0 --cache-dir runs/features
 
 The backbone (on the key frame) and the temporal branch stay as trained; their features
-(:meth:`AQSNet.learned_features`) are computed once for every window (full 7x7 mosaic, eval mode) and only the trunk MLP and the three
-heads are trained on them, with :func:`export.train.losses`. A model that also reads the classical
-statistics (``engines.architectures.WITH_STATISTICS``) can start from one that does not: the tensors
-they share are loaded, the statistics' scaling is fitted on the training windows, and the trunk
-learns to read both. On a 2-core CPU that turns a new
+(:meth:`AQSNet.learned_features`) are computed once for every window (full 7x7 mosaic, eval mode)
+and only the trunk MLP and the three heads are trained on them, with :func:`export.train.losses`.
+A model that also reads the classical statistics (``engines.architectures.WITH_STATISTICS``) can
+start from one that does not: the tensors they share are loaded, the statistics' scaling is fitted
+on the training windows, and the trunk learns to read both. On a 2-core CPU that turns a new
 dataset into better heads in minutes, where another pass of full training takes hours. Writes
 ``OUT/weights.pt`` (the whole model, loadable by ``export.export_onnx``), ``OUT/command.txt`` and
 ``OUT/log.jsonl`` in :mod:`export.train`'s format (so the model card lists it as a stage after the
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "command.txt").write_text("python -m export.refit_heads " + " ".join(argv if argv is not None else sys.argv[1:]) + "\n")
     model = build_model(args.model)
-    fresh = load_matching(model, torch.load(args.init, map_location="cpu", weights_only=True))
+    fresh = load_matching(model, torch.load(args.init, map_location="cpu", weights_only=True), args.init)
     if fresh:
         print(f"initialised afresh (not in {args.init}): {', '.join(fresh)}", file=sys.stderr)
     started = time.monotonic()

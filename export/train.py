@@ -97,14 +97,23 @@ def fit_statistics_scaling(model: torch.nn.Module, statistics: np.ndarray) -> No
     model.statistics_scale.copy_(values.std(0, unbiased=False).clamp(min=1e-6))
 
 
-def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
-    """Load every tensor of ``state`` whose name and shape the model has; returns the names left as
-    initialised (the trunk's first layer and the statistics' scaling, when ``state`` comes from a
-    model without classical statistics)."""
+# What a model with classical statistics has that one without them lacks (or has in another shape).
+ADDED_WITH_STATISTICS = frozenset({"trunk.0.weight", "statistics_mean", "statistics_scale"})
+
+
+def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> list[str]:
+    """Load ``state`` (from ``source``) into ``model``; it may lack only what the classical statistics
+    add (:data:`ADDED_WITH_STATISTICS`), which is left as initialised and returned. Anything else
+    missing or of another shape means weights of another architecture: SystemExit naming them."""
     own = model.state_dict()
     kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    fresh = sorted(set(own) - set(kept))
+    foreign = [k for k in fresh if k not in ADDED_WITH_STATISTICS]
+    if foreign:
+        raise SystemExit(f"{source}: not weights of this model ({len(foreign)} tensors missing or of another "
+                         f"shape, e.g. {', '.join(foreign[:3])})")
     model.load_state_dict(kept, strict=False)
-    return sorted(set(own) - set(kept))
+    return fresh
 
 
 def aqs_torch(quality: torch.Tensor, probabilities: torch.Tensor, intensities: torch.Tensor) -> torch.Tensor:
@@ -241,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     start_epoch, elapsed = 0, 0.0
     fresh = list(model.state_dict()) if not args.init else []
     if args.init:
-        fresh = load_matching(model, torch.load(args.init, map_location=device, weights_only=True))
+        fresh = load_matching(model, torch.load(args.init, map_location=device, weights_only=True), args.init)
         if fresh:
             print(f"initialised afresh (not in {args.init}): {', '.join(fresh)}", file=sys.stderr)
     if args.resume and (out / "last.pt").exists():

@@ -210,3 +210,15 @@ def test_refit_adds_the_classical_statistics_to_a_model_without_them(tmp_path, s
     model.load_state_dict(after)  # strict: the refit model is a complete aqs_effnet_b0
     with torch.no_grad():
         assert all(torch.isfinite(t).all() for t in model(torch.from_numpy(windows[4:])))
+
+
+def test_weights_of_another_architecture_are_refused_by_name(tmp_path, sampled_windows):
+    from export.refit_heads import main as refit
+
+    windows = sampled_windows(4)
+    write_split(tmp_path / "data" / "train", windows[:2], 0)
+    write_split(tmp_path / "data" / "heldout", windows[2:], 1)
+    torch.save(build_model("aqs_mnv3_small").state_dict(), tmp_path / "mnv3.pt")
+    with pytest.raises(SystemExit, match="mnv3.pt: not weights of this model"):
+        refit(["--model", "aqs_effnet_b0", "--init", str(tmp_path / "mnv3.pt"), "--train", str(tmp_path / "data" / "train"),
+               "--heldout", str(tmp_path / "data" / "heldout"), "--out", str(tmp_path / "out")])
