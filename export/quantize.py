@@ -64,8 +64,8 @@ def float_input_nodes(model: onnx.ModelProto) -> set[str]:
 def nodes_to_quantize(model: onnx.ModelProto) -> list[str]:
     """Every node of the backbone (so SiLU, squeeze-excitation and residual adds stay in int8
     between convolutions instead of bouncing through float), and the convolutions and matrix
-    products elsewhere except :func:`float_input_nodes` and the classical statistics. The exporter records each node's module
-    path in its ``namespace`` metadata."""
+    products elsewhere except :func:`float_input_nodes` and the classical statistics. The exporter
+    records each node's module path in its ``namespace`` metadata."""
     excluded = float_input_nodes(model)
     names = []
     for node in model.graph.node:

@@ -125,3 +125,37 @@ def test_trt_build_fp16_engine(tmp_path):
 
     path = build_engine(MODELS / "aqs_mnv3_small.onnx", tmp_path / "m.plan", fp16=True, max_batch=4, opt_batch=2)
     assert path.stat().st_size > 0
+
+
+def test_shipped_int8_keeps_the_classical_statistics_in_float():
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(MODELS / "aqs_effnet_b0.int8.onnx"))
+    producer = {out: node for node in model.graph.node for out in node.output}
+
+    def in_statistics(node) -> bool:
+        return any(p.key == "namespace" and "/statistics" in p.value for p in node.metadata_props)
+
+    statistics = [node for node in model.graph.node if in_statistics(node)]
+    assert len(statistics) > 100  # the branch is there
+    dequantized = [node.name for node in statistics
+                   if any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in node.input)]
+    assert not dequantized, dequantized[:5]
+
+
+def test_shipped_effnet_onnx_is_the_torch_model_with_the_shipped_weights(sampled_windows):
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    from safetensors.torch import load_file
+
+    from engines.architectures import build_model
+
+    model = build_model("aqs_effnet_b0").eval()
+    state = load_file(str(MODELS / "aqs_effnet_b0.fp16.safetensors"))
+    model.load_state_dict({k: v.float() for k, v in state.items()})  # strict: same architecture
+    windows = sampled_windows(2)
+    with torch.no_grad():
+        expected = [t.numpy() for t in model(torch.from_numpy(windows))]
+    session = ort.InferenceSession(str(MODELS / "aqs_effnet_b0.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: windows})
+    for name, e, g in zip(OUTPUT_NAMES, expected, got):
+        np.testing.assert_allclose(g, e, atol=0.05, err_msg=name)  # fp16 weights vs fp32
