@@ -82,10 +82,8 @@ def _cached(cache_dir: Path | None, key: str, name: str, compute) -> np.ndarray:
 @torch.no_grad()
 def trunk_inputs(model: AQSNet, data: dict[str, np.ndarray]) -> torch.Tensor:
     """What :meth:`AQSNet.features` returns for these windows, from their cached parts."""
-    x = torch.from_numpy(data["x"])
-    if model.statistics is None:
-        return x
-    return torch.cat([x, model.standardise(torch.from_numpy(data["statistics"]))], 1)
+    statistics = torch.from_numpy(data["statistics"]) if "statistics" in data else None
+    return model.trunk_input(torch.from_numpy(data["x"]), statistics)
 
 
 @torch.no_grad()

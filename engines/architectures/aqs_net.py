@@ -133,10 +133,13 @@ class AQSNet(nn.Module):
         """The trunk's input: backbone features of the key frames, the temporal branch's and, when
         the model has them, the standardised classical statistics."""
         x = windows.float()  # [N, 7, 3, H, W], 0..255
-        learned = self.learned_features(x)
+        return self.trunk_input(self.learned_features(x), self.statistics(x) if self.statistics is not None else None)
+
+    def trunk_input(self, learned: torch.Tensor, statistics: torch.Tensor | None) -> torch.Tensor:
+        """Learned features, and the raw classical statistics standardised when the model reads them."""
         if self.statistics is None:
             return learned
-        return torch.cat([learned, self.standardise(self.statistics(x))], 1)
+        return torch.cat([learned, self.standardise(statistics)], 1)
 
     def standardise(self, statistics: torch.Tensor) -> torch.Tensor:
         """Raw classical statistics ``[N, NUM_STATISTICS]`` -> the trunk's clipped z-scores."""
