@@ -54,6 +54,12 @@ ENCODER_RANGES = {"x264": (18, 51), "x265": (18, 51), "vp9": (20, 63), "mpeg2": 
                   "x264br": (0.2, 0.003)}
 P_CLEAN = 0.12
 P_LIGHT_ENCODE = 0.06
+P_GRADE = 0.3  # share of clips whose reference is monochrome or tinted (references.grade), half each
+TINT_AMOUNT = (0.1, 0.45)
+# Desaturation stops short of grey: a near-grey picture cannot be told from monochrome content without
+# a reference, and monochrome content is clean.
+DESATURATION_FACTORS = (0.25, 0.65)
+OVERSATURATION_FACTORS = (1.4, 2.6)
 
 
 def log(msg: str) -> None:
@@ -98,20 +104,30 @@ def _sample_op(family: str, rng: np.random.Generator) -> dict:
     if family == "color_banding":
         return {"op": "color_banding", "levels": int(rng.integers(6, 33))}
     if family == "saturation":
-        f = float(rng.uniform(0.0, 0.65)) if rng.random() < 0.5 else float(rng.uniform(1.4, 2.6))
+        f = float(rng.uniform(*DESATURATION_FACTORS)) if rng.random() < 0.5 else float(rng.uniform(*OVERSATURATION_FACTORS))
         return {"op": "saturation", "factor": f}
     raise ValueError(family)
 
 
+def _sample_grade(rng: np.random.Generator, p_grade: float) -> dict | None:
+    if rng.random() >= p_grade:
+        return None
+    if rng.random() < 0.5:
+        return {"kind": "mono"}
+    return {"kind": "tint", "hue": int(rng.integers(0, 360)), "amount": round(float(rng.uniform(*TINT_AMOUNT)), 2)}
+
+
 def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_heldout: int, seed: int = SEED,
-         p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE) -> list[dict]:
+         p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE, p_grade: float = P_GRADE) -> list[dict]:
     """Deterministic clip plan, interleaved across splits so both fill up together. A clip is clean
     with probability ``p_clean``, a light x264 encode (CRF 18-23) with ``p_light_encode``, and
-    otherwise gets 1-3 degradations."""
+    otherwise gets 1-3 degradations. Independently, its reference is graded (monochrome or tinted)
+    with probability ``p_grade``, drawn from a separate stream so the rest of the plan does not move."""
     kinds = {s.name: s.kind for s in sources}
     specs: dict[str, list[dict]] = {}
     for split_name, n in (("train", n_train), ("heldout", n_heldout)):
         rng = np.random.default_rng([seed, 1 if split_name == "train" else 2])
+        grade_rng = np.random.default_rng([seed, 13, 1 if split_name == "train" else 2])
         names = split[split_name]
         order = np.concatenate([rng.permutation(len(names)) for _ in range(n // max(1, len(names)) + 1)])[:n]
         out = []
@@ -133,7 +149,7 @@ def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_h
             fast = motion or rng.random() < 0.25  # fast motion also appears without artifacts
             variant = int(rng.integers(VARIANTS - FAST_VARIANTS, VARIANTS)) if fast else int(rng.integers(0, VARIANTS - FAST_VARIANTS))
             out.append({"split": split_name, "source": src, "variant": variant, "ops": ops,
-                        "window_seed": int(rng.integers(0, 2**31 - 1))})
+                        "window_seed": int(rng.integers(0, 2**31 - 1)), "grade": _sample_grade(grade_rng, p_grade)})
         specs[split_name] = out
     # interleave: heldout clips spread evenly through the train clips
     merged: list[dict] = []
@@ -216,10 +232,11 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
     else:
         base = 0
 
-    # reference (shared by every clip of this scene variant)
-    ref_path = refs_dir / f"{slug(src.name)}_v{clip['variant']}.mkv"
+    # reference (shared by every clip of this scene variant and grade)
+    grade = clip.get("grade")
+    ref_path = refs_dir / f"{slug(src.name)}_v{clip['variant']}{'_' + R.grade_tag(grade) if grade else ''}.mkv"
     if not ref_path.exists():
-        R.write_lossless(scene.render([base + t for t in range(T)]), ref_path)
+        R.write_lossless(R.grade(scene.render([base + t for t in range(T)]), grade), ref_path)
 
     labels = D.Labels()
     times = np.arange(-pre, T, dtype=np.float64)
@@ -236,6 +253,7 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
         labels.merge(lab)
     else:
         frames = scene.render(base + times)
+    frames = R.grade(frames, grade)  # a per-pixel linear map: commutes with the motion-blur integration
     speed = scene.motion_speed()
     for name in PIXEL_ORDER:
         if name not in by:
@@ -262,7 +280,8 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
     frames = frames[-T:]
 
     tag = degradation_tag(ops)
-    name = f"{clip['clip_id']:05d}_{slug(src.name)}_{tag.replace('.', 'p')}"[:120]
+    graded = f"{R.grade_tag(grade)}_" if grade else ""
+    name = f"{clip['clip_id']:05d}_{slug(src.name)}_{graded}{tag.replace('.', 'p')}"[:120]
     out_dir = keep_dir if keep_dir is not None else work_dir
     dist_path = out_dir / f"{name}.mkv"
     if "encode" in by:
@@ -327,15 +346,16 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
 # ---------------------------------------------------------------------------------------- building
 class Builder:
     def __init__(self, out: Path, data_root: Path, n_train: int, n_heldout: int, seed: int = SEED, raw_dir: Path | None = None,
-                 p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE, split_seed: int = SEED):
+                 p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE, split_seed: int = SEED,
+                 p_grade: float = P_GRADE):
         self.out = out
         self.seed = seed
         self.split_seed = split_seed
-        self.p_clean, self.p_light_encode = p_clean, p_light_encode
+        self.p_clean, self.p_light_encode, self.p_grade = p_clean, p_light_encode, p_grade
         self.sources_list = R.discover_sources(raw_dir)
         self.sources = {s.name: s for s in self.sources_list}
         self.split = R.split_sources(self.sources_list, seed=split_seed)
-        self.clips = plan(self.sources_list, self.split, n_train, n_heldout, seed, p_clean, p_light_encode)
+        self.clips = plan(self.sources_list, self.split, n_train, n_heldout, seed, p_clean, p_light_encode, p_grade)
         self.refs_dir = data_root / "refs"
         self.keep_dir = data_root / "heldout_clips"
         self.cache = out / "_clips"
@@ -414,20 +434,9 @@ class Builder:
         counts: dict[str, dict] = {}
         for split in ("train", "heldout"):
             ms = [m for m in metas if m["split"] == split]
-            shards = sorted((self.out / split).glob("shard_*.npz"))
-            in_shards = {m["clip_id"] for m in ms if self.shard_path(split, m["index_in_split"] // SHARD_CLIPS).exists()}
-            counts[split] = {
-                "clips_planned": sum(1 for c in self.clips if c["split"] == split),
-                "clips_done": len(ms),
-                "clips_in_shards": len(in_shards),
-                "windows_in_shards": len(in_shards) * WINDOWS_PER_CLIP,
-                "shards": len(shards),
-                "windows_with_artifact": {a: int(sum(m["presence"][i] for m in ms if m["clip_id"] in in_shards) * WINDOWS_PER_CLIP)
-                                          for i, a in enumerate(ARTIFACTS)},
-                "clean_windows": int(sum(1 for m in ms if m["clip_id"] in in_shards and not m["artifacts"]) * WINDOWS_PER_CLIP),
-                "quality_histogram": np.histogram([q for m in ms if m["clip_id"] in in_shards for q in m["window_quality"]],
-                                                  bins=10, range=(0, 1))[0].tolist(),
-            }
+            in_shards = [m for m in ms if self.shard_path(split, m["index_in_split"] // SHARD_CLIPS).exists()]
+            counts[split] = split_counts(ms, in_shards, sum(1 for c in self.clips if c["split"] == split),
+                                         len(list((self.out / split).glob("shard_*.npz"))))
         manifest = {
             "format": {
                 "windows": "uint8 [M,7,3,224,224] RGB, engines.sampler.sample_frame of the decoded distorted file",
@@ -443,15 +452,35 @@ class Builder:
             "splits": self.split,
             "sources": {s.name: {"path": s.path, "package": s.package, "licence": s.licence, "kind": s.kind} for s in self.sources_list},
             "generator_weights": {"families": FAMILY_WEIGHTS, "encoders": ENCODER_WEIGHTS, "encoder_ranges": ENCODER_RANGES,
-                                  "p_clean": self.p_clean, "p_light_encode": self.p_light_encode},
+                                  "p_clean": self.p_clean, "p_light_encode": self.p_light_encode, "p_grade": self.p_grade,
+                                  "tint_amount": TINT_AMOUNT, "desaturation_factors": DESATURATION_FACTORS,
+                                  "oversaturation_factors": OVERSATURATION_FACTORS},
             "counts": counts,
             "build_seconds": elapsed,
             "clips": metas,
         }
+        revisions = self.out / "revisions.json"  # written by export.relabel_saturation
+        if revisions.exists():
+            manifest["revisions"] = json.loads(revisions.read_text())
         tmp = self.out / "manifest.json.part"
         tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, self.out / "manifest.json")
         return manifest
+
+
+def split_counts(done: list[dict], in_shards: list[dict], planned: int, shards: int) -> dict:
+    """The manifest's counts for one split from the metadata of its built clips and of those in shards."""
+    return {
+        "clips_planned": planned,
+        "clips_done": len(done),
+        "clips_in_shards": len(in_shards),
+        "windows_in_shards": len(in_shards) * WINDOWS_PER_CLIP,
+        "shards": shards,
+        "windows_with_artifact": {a: int(sum(m["presence"][i] for m in in_shards) * WINDOWS_PER_CLIP)
+                                  for i, a in enumerate(ARTIFACTS)},
+        "clean_windows": int(sum(1 for m in in_shards if not m["artifacts"]) * WINDOWS_PER_CLIP),
+        "quality_histogram": np.histogram([q for m in in_shards for q in m["window_quality"]], bins=10, range=(0, 1))[0].tolist(),
+    }
 
 
 _WORKER: dict = {}
@@ -506,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="which sources are held out; keep the default to add data to the same split")
     ap.add_argument("--p-clean", type=float, default=P_CLEAN, help="share of clean clips")
     ap.add_argument("--p-light-encode", type=float, default=P_LIGHT_ENCODE, help="share of light x264 encodes")
+    ap.add_argument("--p-grade", type=float, default=P_GRADE, help="share of clips with a monochrome or tinted reference")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new clips (0: all)")
     ap.add_argument("--summary", action="store_true", help="only rewrite the manifest and print the summary")
     args = ap.parse_args(argv)
@@ -513,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     data_root = Path(args.data_root) if args.data_root else out.parent
     b = Builder(out, data_root, args.train_clips, args.heldout_clips, args.seed, Path(args.raw) if args.raw else None,
-                args.p_clean, args.p_light_encode, args.split_seed)
+                args.p_clean, args.p_light_encode, args.split_seed, args.p_grade)
     log(f"sources: {len(b.sources_list)}; train {len(b.split['train'])}, heldout {len(b.split['heldout'])}: {b.split['heldout']}")
     if args.summary:
         print_summary(b.write_manifest())

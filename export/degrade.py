@@ -20,8 +20,13 @@ motion_blur     blur length L = speed * shutter (px)                   L / 24
 ghosting        blend weight a of the delayed frame                    a / 0.5
 judder          mean jump of held frames J (px)                        J / 30
 color_banding   luma levels n                                          (48 - n) / 40
-saturation      HSV saturation factor s                                |s - 1| (down), (s - 1)/1.6 (up)
+saturation      HSV saturation factor s; input's mean saturation m     (|s - 1| (down), (s - 1)/1.6 (up))
+                                                                       * min(1, m / 0.15); present if
+                                                                       |s-1| >= 0.25 and m >= 0.075
 ==============  =====================================================  ============================
+
+The saturation intensity is scaled by how much colour the input had: scaling the saturation of a
+(nearly) grey picture changes nothing, so it is not labelled.
 """
 from __future__ import annotations
 
@@ -197,17 +202,28 @@ def color_banding(frames: np.ndarray, levels: int, chroma_levels: int | None = N
     return out, Labels().add("color_banding", (48 - levels) / 40.0, levels <= 40)
 
 
+SATURATION_COLOURFUL = 0.15  # mean HSV saturation (0..1) from which a picture has its full colour to lose or gain
+
+
 def saturation(frames: np.ndarray, factor: float) -> tuple[np.ndarray, Labels]:
     """Scale HSV saturation by ``factor`` (< 1 washed out, 0 = grey; > 1 oversaturated)."""
     import cv2
 
     out = np.empty_like(frames)
+    mean_saturation = 0.0
     for i, f in enumerate(frames):
         hsv = cv2.cvtColor(f, cv2.COLOR_RGB2HSV).astype(np.float32)
+        mean_saturation += float(hsv[..., 1].mean()) / 255.0 / len(frames)
         hsv[..., 1] = np.clip(hsv[..., 1] * factor, 0, 255)
         out[i] = cv2.cvtColor(np.rint(hsv).astype(np.uint8), cv2.COLOR_HSV2RGB)
-    inten = (1.0 - factor) if factor < 1 else (factor - 1.0) / 1.6
-    return out, Labels().add("saturation", inten, abs(factor - 1.0) >= 0.25)
+    return out, saturation_labels(factor, mean_saturation)
+
+
+def saturation_labels(factor: float, mean_saturation: float) -> Labels:
+    """Labels of a saturation change by ``factor`` on a picture of mean HSV saturation ``mean_saturation`` (0..1)."""
+    colour = min(1.0, mean_saturation / SATURATION_COLOURFUL)
+    inten = ((1.0 - factor) if factor < 1 else (factor - 1.0) / 1.6) * colour
+    return Labels().add("saturation", inten, abs(factor - 1.0) >= 0.25 and colour >= 0.5)
 
 
 # ------------------------------------------------------------------------------------------ encoders

@@ -199,6 +199,32 @@ def clean_and_crf46(manifest: dict, data_dir: Path, engines: list[str], limit: i
     return report
 
 
+def graded_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
+    """The same held-out references made monochrome or tinted (``references.grade``, in turn), scored as
+    clean content: a toned or black-and-white picture is not a saturation fault."""
+    from export.degrade import decode_rgb
+    from export.references import grade, grade_tag, write_lossless
+
+    files, grades = [], []
+    for i, ref in enumerate(spread_over_sources(manifest, limit)):
+        ref_path = locate(ref, data_dir, "refs")
+        if ref_path is None:
+            continue
+        spec = {"kind": "mono"} if i % 2 == 0 else {"kind": "tint", "hue": (47 * i) % 360, "amount": 0.3}
+        files.append(write_lossless(grade(decode_rgb(ref_path), spec), work / f"{ref_path.stem}_{grade_tag(spec)}.mkv"))
+        grades.append((ref_path, spec))
+    report: dict = {"clips": [{"reference": str(r.relative_to(REPO)) if r.is_relative_to(REPO) else str(r), "grade": g}
+                              for r, g in grades]}
+    for engine in engines:
+        scored = score_files(files, engine)
+        for entry, c in zip(report["clips"], scored):
+            entry[engine] = {"aqs": c["aqs"], "artifacts": {k: round(v, 3) for k, v in c["artifacts"].items() if v >= 0.3}}
+        aqs = np.array([c["aqs"] for c in scored])
+        report[engine] = {"aqs_mean": float(aqs.mean()), "aqs_min": float(aqs.min()),
+                          "ge_0.85": int((aqs >= 0.85).sum()), "clips": len(files)}
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset")
@@ -231,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     with tempfile.TemporaryDirectory() as tmp:
         report["clean_vs_crf46"] = clean_and_crf46(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
+        report["graded_clean"] = graded_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
     report["seconds"] = round(time.time() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -348,6 +348,20 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
             w(f"VMAF of the CRF 46 encodes: mean {np.mean(vmafs):.1f} (min {min(vmafs):.1f}, max {max(vmafs):.1f}).")
             w("")
             out += _check_by_source(check)
+    graded = report.get("graded_clean")
+    if graded:
+        w("### The same references, monochrome or tinted")
+        w("")
+        w(f"The {len(graded['clips'])} references above made black-and-white or toned (`export.references.grade`, "
+          "in turn; tint amount 0.3), scored as clean content: without a reference such a picture looks desaturated, "
+          "but it is not a fault.")
+        w("")
+        w("| engine | AQS mean (min) | >= 0.85 |")
+        w("|---|---|---|")
+        for engine, m in graded.items():
+            if engine != "clips":
+                w(f"| `{engine}` | {_f(m['aqs_mean'])} ({_f(m['aqs_min'])}) | {m['ge_0.85']}/{m['clips']} |")
+        w("")
     if report.get("notes"):
         w("## Limitations")
         w("")

@@ -351,6 +351,40 @@ def build_scene(spec: SceneSpec, sources: dict[str, Source], pre_roll: int = 0, 
     return PhotoScene(photo, size, traj, src.name)
 
 
+# -------------------------------------------------------------------------------------------- grades
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601
+
+
+def grade(frames: np.ndarray, spec: dict | None) -> np.ndarray:
+    """A reference's colour grade: ``{"kind": "mono"}`` (grey) or ``{"kind": "tint", "hue": degrees,
+    "amount": 0..1}`` (monochrome tinted towards one hue, luma kept). ``None`` leaves the frames alone.
+
+    Monochrome and tinted pictures are content, not faults; without a reference they look like a
+    desaturated colour picture, so the dataset also uses them as clean references.
+    """
+    if not spec:
+        return frames
+    luma = frames.astype(np.float32) @ LUMA_WEIGHTS
+    if spec["kind"] == "mono":
+        tint = np.ones(3, dtype=np.float32)
+    elif spec["kind"] == "tint":
+        import colorsys
+
+        hue = np.asarray(colorsys.hsv_to_rgb(spec["hue"] / 360.0, 1.0, 1.0), dtype=np.float32)
+        tint = 1.0 + spec["amount"] * (hue - hue @ LUMA_WEIGHTS)  # a zero-luma step towards the hue
+    else:
+        raise ValueError(f"unknown grade {spec['kind']!r}")
+    return np.clip(np.rint(luma[..., None] * tint), 0, 255).astype(np.uint8)
+
+
+def grade_tag(spec: dict | None) -> str:
+    if not spec:
+        return ""
+    if spec["kind"] == "mono":
+        return "mono"
+    return f"tint{int(spec['hue']):03d}-{int(round(spec['amount'] * 100)):02d}"
+
+
 # --------------------------------------------------------------------------------------------- files
 def write_lossless(frames: np.ndarray, path: str | Path, fps: int = FPS) -> Path:
     """RGB frames -> yuv420p FFV1 in Matroska (lossless for the 4:2:0 planes) via PyAV."""

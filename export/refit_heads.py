@@ -51,12 +51,11 @@ def classical_statistics(split: Split, batch_size: int = 64) -> np.ndarray:
 
 def split_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path | None) -> dict[str, np.ndarray]:
     """Learned features (and classical statistics, when the model reads them) and labels of one split,
-    kept in ``cache_dir`` under the weights' sha256 (or the statistics' version) and the shard list."""
+    kept in ``cache_dir`` under the weights' sha256 (or the statistics' version) and the windows' key."""
     split = ShardCache(directory).refresh()
     if split is None:
         raise SystemExit(f"no shards under {directory}")
-    shards = "|".join(sorted(p.name for p in directory.glob("shard_*.npz")))
-    where = hashlib.sha256(f"{directory.resolve()}|{shards}".encode()).hexdigest()[:12]
+    where = _windows_key(directory)
     data = {"quality": split.quality, "presence": split.presence, "intensity": split.intensity}
     weights = hashlib.sha256(init.read_bytes()).hexdigest()[:12]
     data["x"] = _cached(cache_dir, f"{weights}{where}", "x", lambda: learned_features(model, split))
@@ -65,6 +64,19 @@ def split_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path |
                             lambda: classical_statistics(split))
         data["statistics"] = classical[:, list(STATISTICS_COLUMNS)]
     return data
+
+
+def _windows_key(directory: Path) -> str:
+    """Names the windows of a split folder: each shard's name and the clip and degradation of each of
+    its windows (cheap to read; changes when a shard is rebuilt or has windows removed, not when only
+    its labels are rewritten)."""
+    digest = hashlib.sha256(str(directory.resolve()).encode())
+    for path in sorted(directory.glob("shard_*.npz")):
+        with np.load(path, allow_pickle=False) as z:
+            digest.update(path.name.encode())
+            digest.update(np.ascontiguousarray(z["clip_id"]).tobytes())
+            digest.update("|".join(z["degradation"].tolist()).encode())
+    return digest.hexdigest()[:12]
 
 
 def _cached(cache_dir: Path | None, key: str, name: str, compute) -> np.ndarray:

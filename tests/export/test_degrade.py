@@ -16,7 +16,7 @@ import pytest
 
 from engines.contract import ARTIFACTS, NUM_ARTIFACTS
 from export import degrade as D
-from export.references import PhotoScene
+from export.references import PhotoScene, grade
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -463,6 +463,40 @@ def test_saturation_zero_is_grey_and_small_changes_are_not_labelled():
         nothing(D.saturation(frames, f)[1])
     out, _ = D.saturation(frames, 1.0)
     assert np.abs(out.astype(int) - frames).max() <= 2  # identity up to HSV rounding
+
+
+def test_saturation_of_a_picture_with_little_colour_is_labelled_by_the_colour_it_had():
+    grey = grade(texture()[None], {"kind": "mono"})
+    out, lab = D.saturation(grey, 0.3)
+    assert np.array_equal(out, grey)  # nothing to take away ...
+    nothing(lab)  # ... so nothing is labelled
+    nothing(D.saturation(grey, 2.0)[1])
+    faint = grade(texture()[None], {"kind": "tint", "hue": 30, "amount": 0.1})
+    m = hsv_sat(faint).mean() / 255
+    assert 0.075 <= m < D.SATURATION_COLOURFUL
+    only(D.saturation(faint, 0.3)[1], "saturation", 0.7 * m / D.SATURATION_COLOURFUL)
+
+
+def test_grade_mono_is_grey_at_the_same_luma():
+    frames = np.stack([texture(seed=s) for s in range(2)])
+    out = grade(frames, {"kind": "mono"})
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+    assert np.abs(luma(out) - luma(frames)).max() <= 0.5 + 1e-9
+    assert grade(frames, None) is frames
+
+
+@pytest.mark.parametrize("hue", [30, 120, 210, 300])
+def test_grade_tint_is_one_hue_at_the_same_luma(hue):
+    frames = np.stack([texture(seed=s) for s in range(2)])
+    out = grade(frames, {"kind": "tint", "hue": hue, "amount": 0.3})
+    hsv = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2HSV_FULL) for f in out]).astype(np.float64)
+    unclipped = (out.min(-1) > 0) & (out.max(-1) < 255)
+    coloured = (hsv[..., 1] > 20) & unclipped
+    assert coloured.mean() > 0.9
+    hue_err = (hsv[..., 0][coloured] * 360 / 256 - hue + 180) % 360 - 180
+    assert np.percentile(np.abs(hue_err), 99) <= 6  # one hue (8-bit rounding moves a few dark pixels)
+    assert np.abs(luma(out) - luma(frames))[unclipped].max() <= 1.0
+    assert 0.1 < hsv[..., 1].mean() / 255 < 0.4  # a muted tint, like a toned photograph
 
 
 # ------------------------------------------------------------------------------------------ encoders
