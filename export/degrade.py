@@ -210,13 +210,18 @@ def saturation(frames: np.ndarray, factor: float) -> tuple[np.ndarray, Labels]:
     import cv2
 
     out = np.empty_like(frames)
-    mean_saturation = 0.0
     for i, f in enumerate(frames):
         hsv = cv2.cvtColor(f, cv2.COLOR_RGB2HSV).astype(np.float32)
-        mean_saturation += float(hsv[..., 1].mean()) / 255.0 / len(frames)
         hsv[..., 1] = np.clip(hsv[..., 1] * factor, 0, 255)
         out[i] = cv2.cvtColor(np.rint(hsv).astype(np.uint8), cv2.COLOR_HSV2RGB)
-    return out, saturation_labels(factor, mean_saturation)
+    return out, saturation_labels(factor, mean_saturation(frames))
+
+
+def mean_saturation(frames: np.ndarray) -> float:
+    """Mean HSV saturation (0..1) of RGB uint8 frames ``[T, H, W, 3]``."""
+    import cv2
+
+    return float(np.mean([cv2.cvtColor(f, cv2.COLOR_RGB2HSV)[..., 1].mean() for f in frames])) / 255.0
 
 
 def saturation_labels(factor: float, mean_saturation: float) -> Labels:

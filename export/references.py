@@ -382,7 +382,7 @@ def grade_tag(spec: dict | None) -> str:
         return ""
     if spec["kind"] == "mono":
         return "mono"
-    return f"tint{int(spec['hue']):03d}-{int(round(spec['amount'] * 100)):02d}"
+    return f"tint{int(spec['hue']):03d}-{round(spec['amount'] * 100):02d}"
 
 
 # --------------------------------------------------------------------------------------------- files

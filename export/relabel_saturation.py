@@ -32,21 +32,6 @@ REVISION = "saturation-labels-2"
 SATURATION = ARTIFACTS.index("saturation")
 
 
-def mean_saturation(path: str | Path) -> float:
-    """Mean HSV saturation (0..1) over the frames of a video file."""
-    import av
-    import cv2
-
-    total, n = 0.0, 0
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            total += float(cv2.cvtColor(frame.to_ndarray(format="rgb24"), cv2.COLOR_RGB2HSV)[..., 1].mean()) / 255.0
-            n += 1
-    if n == 0:
-        raise SystemExit(f"{path}: no frames")
-    return total / n
-
-
 def revise_clip(meta: dict) -> dict | None:
     """The clip's new metadata, ``None`` if it is removed, or the same dict if saturation is not involved."""
     ops = [o for o in meta["ops"] if o["op"] == "saturation"]
@@ -55,7 +40,7 @@ def revise_clip(meta: dict) -> dict | None:
     factor = float(ops[0]["factor"])
     if factor < DESATURATION_FACTORS[0]:
         return None
-    labels = D.saturation_labels(factor, mean_saturation(meta["reference"]))
+    labels = D.saturation_labels(factor, D.mean_saturation(D.decode_rgb(meta["reference"])))
     presence, intensity = list(meta["presence"]), list(meta["intensity"])
     presence[SATURATION] = float(labels.presence[SATURATION])
     intensity[SATURATION] = round(float(labels.intensity[SATURATION]), 4)

@@ -12,11 +12,14 @@ def _plan(p_grade: float) -> list[dict]:
     return B.plan(SOURCES, SPLIT, 600, 40, seed=5, p_grade=p_grade)
 
 
+def _without_grades(clips: list[dict]) -> list[dict]:
+    return [{k: v for k, v in c.items() if k != "grade"} for c in clips]
+
+
 def test_grades_are_drawn_apart_from_the_rest_of_the_plan():
     plain, graded = _plan(0.0), _plan(0.5)
     assert all(c["grade"] is None for c in plain)
-    strip = lambda clips: [{k: v for k, v in c.items() if k != "grade"} for c in clips]  # noqa: E731
-    assert strip(plain) == strip(graded)  # grading moves nothing else
+    assert _without_grades(plain) == _without_grades(graded)  # grading moves nothing else
     kinds = [c["grade"]["kind"] for c in graded if c["grade"]]
     assert 0.4 < len(kinds) / len(graded) < 0.6
     assert 0.4 < kinds.count("mono") / len(kinds) < 0.6
