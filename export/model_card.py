@@ -360,9 +360,10 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     if graded:
         w("### The same references, monochrome or tinted")
         w("")
+        amounts = sorted({c["grade"]["amount"] for c in graded["clips"] if c["grade"]["kind"] == "tint"})
         w(f"The {len(graded['clips'])} references above made black-and-white or toned (`export.references.grade`, "
-          "in turn; tint amount 0.3), scored as clean content: without a reference such a picture looks desaturated, "
-          "but it is not a fault.")
+          f"in turn; tint amount {', '.join(map(str, amounts))}), scored as clean content: without a reference such a "
+          "picture looks desaturated, but it is not a fault.")
         w("")
         w("| engine | AQS mean (min) | >= 0.85 |")
         w("|---|---|---|")

@@ -48,11 +48,11 @@ def revise_clip(meta: dict) -> dict | None:
     return {**meta, "presence": presence, "intensity": intensity, "artifacts": names}
 
 
-def rewrite_shard(path: Path, dropped: set[int], revised: dict[int, dict]) -> int:
-    """Drop the windows of ``dropped`` clips and set the saturation labels of ``revised`` ones; returns windows left."""
+def rewrite_shard(path: Path, dropped: set[int], revised: dict[int, dict]) -> None:
+    """Drop the windows of ``dropped`` clips and set the saturation labels of ``revised`` ones."""
     with np.load(path, allow_pickle=False) as z:
         if not np.isin(z["clip_id"], list(dropped | set(revised))).any():
-            return len(z["clip_id"])
+            return
         arrays = {key: z[key] for key in z.files}
     keep = ~np.isin(arrays["clip_id"], list(dropped))
     arrays = {key: value[keep] for key, value in arrays.items()}
@@ -64,7 +64,6 @@ def rewrite_shard(path: Path, dropped: set[int], revised: dict[int, dict]) -> in
     tmp = path.with_name(path.stem + ".part.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
-    return int(keep.sum())
 
 
 def revise_dataset(out: Path) -> dict:
