@@ -27,6 +27,7 @@ import difflib
 import ipaddress
 import os
 import re
+import stat
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,10 @@ _NAME_RE = re.compile(STREAM_NAME_PATTERN)
 DEFAULT_LISTEN = "127.0.0.1:9108"
 
 # URL forms a stream may use (besides plain file paths).
-NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "srt", "tcp")
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp")
+# Schemes users may expect that cannot work with this installation, and why (tests/monitor/test_config.py
+# checks each reason against PyAV's FFmpeg).
+UNSUPPORTED_SCHEMES = {"srt": "the bundled FFmpeg has no SRT protocol"}
 SPECIAL_SCHEMES = ("file", "lavfi", "demo")
 DEMO_CLIP = Path(__file__).resolve().parent / "demo" / "demo.mp4"
 
@@ -65,7 +69,7 @@ class ConfigError(Exception):
 class Source:
     """How to open a stream URL with PyAV.
 
-    kind: ``rtsp`` | ``network`` (http/https/rtmp/udp/srt/tcp) | ``file`` | ``lavfi``.
+    kind: ``rtsp`` | ``network`` (http/https/rtmp/udp/tcp) | ``file`` | ``lavfi``.
     target: what is passed to ``av.open`` (a URL, an absolute path, or a lavfi graph).
     live: True when the source runs in real time by itself (network); files and lavfi graphs are
     paced to their frame rate by the reader so they behave like live sources.
@@ -90,6 +94,8 @@ def parse_source(url: str, base_dir: Path | None = None) -> Source:
     url = url.strip()
     if not url:
         raise ValueError("empty URL")
+    if not url.isprintable():
+        raise ValueError("contains a control character (a newline or tab, for example)")
     match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):", url)
     scheme = match.group(1).lower() if match else ""
     if len(scheme) == 1:  # a Windows drive letter is not a scheme
@@ -97,6 +103,8 @@ def parse_source(url: str, base_dir: Path | None = None) -> Source:
     if scheme in ("rtsp", "rtsps"):
         _require_host(url)
         return Source("rtsp", url, scheme)
+    if scheme in UNSUPPORTED_SCHEMES:
+        raise ValueError(f"{scheme}:// cannot be read: {UNSUPPORTED_SCHEMES[scheme]}")
     if scheme in NETWORK_SCHEMES:
         _require_host(url)
         return Source("network", url, scheme)
@@ -121,14 +129,19 @@ def parse_source(url: str, base_dir: Path | None = None) -> Source:
     path = Path(os.path.expanduser(path_text))
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
-    if not path.is_file():
-        raise ValueError(f"file not found: {path}")
-    return Source("file", str(path.resolve()), "file")
+    try:
+        if not path.is_file():
+            raise ValueError(f"file not found: {path}")
+        return Source("file", str(path.resolve()), "file")
+    except OSError as exc:  # e.g. a path component longer than the file system allows
+        raise ValueError(f"unusable file path: {exc.strerror or exc}") from None
 
 
 def _require_host(url: str) -> None:
     rest = url.split(":", 1)[1]
-    if not rest.startswith("//") or not rest[2:].split("/", 1)[0].rpartition("@")[2]:
+    authority = re.split(r"[/?#]", rest[2:], maxsplit=1)[0] if rest.startswith("//") else ""
+    host = authority.rpartition("@")[2]
+    if not host or host.startswith(":"):
         raise ValueError("URL has no host (expected scheme://host[:port]/...)")
 
 
@@ -142,17 +155,19 @@ class Strict(BaseModel):
 class StreamOptions(Strict):
     """Per-stream options; the ``defaults:`` section sets them for all streams."""
 
-    stride: int = Field(7, ge=1, le=1000, description=(
+    stride: int = Field(7, ge=1, le=1000, strict=True, description=(
         "frames between the starts of consecutive 7-frame windows: 7 = back to back, 1..6 = overlapping "
         "(more windows to score), >7 = skip frames between windows (less work per stream)"))
-    loop: bool = Field(True, description="files: start again at the end (the file then behaves like a live stream)")
-    realtime: bool | None = Field(None, description=(
+    loop: bool = Field(True, strict=True, description="files: start again at the end (the file then behaves like a live stream)")
+    realtime: bool | None = Field(None, strict=True, description=(
         "pace frames to their frame rate; null = yes for files and lavfi sources, no for network sources"))
-    open_timeout_s: float = Field(10.0, gt=0, le=600, description="seconds allowed to open the source")
-    read_timeout_s: float = Field(5.0, gt=0, le=600, description="seconds without data before the source counts as down")
-    reconnect_min_s: float = Field(0.5, gt=0, le=3600, description="first reconnect delay; doubles per failure")
-    reconnect_max_s: float = Field(10.0, gt=0, le=3600, description="cap of the reconnect delay (plus up to 20% jitter)")
-    ring_windows: int = Field(8, ge=1, le=1024, description=(
+    open_timeout_s: float = Field(10.0, ge=0.1, le=600, strict=True, description="seconds allowed to open the source")
+    read_timeout_s: float = Field(5.0, ge=0.1, le=600, strict=True, description=(
+        "seconds without data before the source counts as down"))
+    reconnect_min_s: float = Field(0.5, ge=0.05, le=3600, strict=True, description="first reconnect delay; doubles per failure")
+    reconnect_max_s: float = Field(10.0, ge=0.05, le=3600, strict=True, description=(
+        "cap of the reconnect delay (plus up to 20% jitter)"))
+    ring_windows: int = Field(8, ge=1, le=1024, strict=True, description=(
         "complete windows held per stream while waiting to be scored; when full the oldest is dropped"))
     ffmpeg_options: dict[str, str] = Field(default_factory=dict, description=(
         "extra FFmpeg/PyAV open options, e.g. {rtsp_transport: udp}; they override the built-in ones"))
@@ -167,16 +182,28 @@ class StreamOptions(Strict):
     @field_validator("ffmpeg_options", mode="before")
     @classmethod
     def _stringify(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
-        return value
+        """Scalars become FFmpeg's strings (``true`` -> ``"true"``); a null, list or mapping is an error."""
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"option name {key!r} must be a non-empty string")
+            if isinstance(item, bool):
+                item = str(item).lower()
+            elif isinstance(item, (int, float)):
+                item = str(item)
+            elif not isinstance(item, str):
+                raise ValueError(f"{key}: {type(item).__name__} value; FFmpeg options are strings or numbers")
+            out[key] = item
+        return out
 
 
 class StreamConfig(StreamOptions):
     """One stream: a unique ``name`` (the ``stream`` label) and a ``url``, plus any per-stream option."""
 
     name: str = Field(description="unique; [a-z0-9][a-z0-9_-]*; becomes the `stream` label")
-    url: str = Field(description="rtsp(s)://, http(s)://, rtmp(s)://, udp://, srt://, tcp://, a file path, lavfi:GRAPH or demo:")
+    url: str = Field(description="rtsp(s)://, http(s)://, rtmp(s)://, udp://, tcp://, a file path, lavfi:GRAPH or demo:")
     checks: ChecksConfig = Field(default_factory=ChecksConfig, description=(
         "signal checks of this stream: the top-level checks: section with this stream's keys on top"))
     quality: QualityConfig = Field(default_factory=QualityConfig, description=(
@@ -246,11 +273,30 @@ class EngineConfig(Strict):
     prefer: list[str] | None = Field(None, description=(
         "engines to try in order, each 'backend[:model]' (tensorrt, onnxruntime, torch, classical; models "
         "aqs_effnet_b0, aqs_mnv3_small); null = the built-in fastest-first chain"))
-    max_batch: int = Field(16, ge=1, le=256, description="most windows per inference call (across all streams)")
-    max_wait_ms: float = Field(100.0, ge=0, le=10000, description=(
+    max_batch: int = Field(16, ge=1, le=256, strict=True, description="most windows per inference call (across all streams)")
+    max_wait_ms: float = Field(100.0, ge=0, le=10000, strict=True, description=(
         "how long a partial batch waits for more windows before it is scored anyway"))
-    threads: int | None = Field(None, ge=1, le=1024, description="inference threads; null = the engine's choice (cores - 1)")
-    model_dir: str | None = Field(None, description="folder with model files; null = the ones shipped in engines/models")
+    threads: int | None = Field(None, ge=1, le=1024, strict=True, description=(
+        "inference threads; null = the engine's choice (cores - 1)"))
+    model_dir: str | None = Field(None, description=(
+        "folder with model files (it must exist); null = the ones shipped in engines/models"))
+
+    @field_validator("model_dir")
+    @classmethod
+    def _model_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        base_dir = (info.context or {}).get("base_dir")
+        path = Path(os.path.expanduser(value))
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        try:
+            exists = path.is_dir()
+        except OSError as exc:
+            raise ValueError(f"unusable folder path: {exc.strerror or exc}") from None
+        if not exists:
+            raise ValueError(f"folder not found: {path}")
+        return value
 
     @field_validator("prefer")
     @classmethod
@@ -333,6 +379,95 @@ def deep_merge(base: dict[str, Any], override: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # Loading
 # ------------------------------------------------------------------------------------------------
+MAX_CONFIG_BYTES = 1024 * 1024  # a config with thousands of streams is ~0.5 MB
+MAX_YAML_DEPTH = 32  # the schema nests 4 deep; deeper input only serves to exhaust the stack
+MAX_YAML_NODES = 100_000  # values after alias expansion (a "billion laughs" file stops here)
+MAX_INT_DIGITS = 20
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with limits, so that no file can exhaust the stack, memory or time.
+
+    * nesting deeper than :data:`MAX_YAML_DEPTH` is refused (no RecursionError);
+    * every node's size is counted with aliases expanded (what the validation then walks), and a
+      document over :data:`MAX_YAML_NODES` values is refused, as is an alias to its own parent;
+    * integers over :data:`MAX_INT_DIGITS` digits and duplicate keys in a mapping are refused.
+
+    Written as a subclass of PyYAML's pure-Python loader because PyYAML has none of these limits and
+    the file is small (:data:`MAX_CONFIG_BYTES`).
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values under it, aliases expanded
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            node = self.anchors.get(event.anchor)
+            if node is not None and id(node) not in self._sizes:
+                raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refers to its own parent",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                              self.peek_event().start_mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._sizes[id(node)] = size = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+        if size > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_YAML_NODES} values once aliases are "
+                                              "expanded", node.start_mark)
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], Any] = {}
+            for key_node, _value in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value!r} (first at line {seen[key].line + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: Any) -> int:
+        digits = sum(c.isalnum() for c in str(node.value))
+        if digits > MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(None, None, f"an integer of {digits} digits is too large",
+                                                    node.start_mark)
+        return super().construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+# YAML 1.1 reads 1e-3 (no dot) as a string; read it as the number everyone means.
+_BoundedLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                                     list("-+0123456789"))
+
+
+def _children(node: Any) -> list[Any]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -458,13 +593,16 @@ def _duplicate_names(data: dict[str, Any]) -> list[str]:
 def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None,
                  environ: dict[str, str] | None = None) -> Config:
     """Validate YAML ``text``; raises :class:`ConfigError` listing every problem."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, [f"<file>: larger than {MAX_CONFIG_BYTES} bytes"])
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         what = " ".join(filter(None, [exc.context, exc.problem]))
-        raise ConfigError(source, [f"<yaml>: YAML syntax error at {where}: {what}"]) from None
+        kind = "YAML syntax error" if isinstance(exc, (yaml.scanner.ScannerError, yaml.parser.ParserError)) else "YAML error"
+        raise ConfigError(source, [f"<yaml>: {kind} at {where}: {what}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"<yaml>: YAML error: {exc}"]) from None
     if data is None:
@@ -479,6 +617,9 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
     except ValidationError as exc:
         problems += _pydantic_problems(exc)
         config = None
+    except Exception as exc:  # noqa: BLE001 - input must never end in a traceback; the reason is reported
+        raise ConfigError(source, [f"<top>: cannot be validated: {type(exc).__name__}: "
+                                   f"{redact_text(str(exc)[:200])}"]) from None
     if problems:
         raise ConfigError(source, problems)
     assert config is not None
@@ -488,15 +629,40 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
     """Read and validate the config file at ``path`` (relative paths inside it are relative to its folder)."""
     path = Path(path)
+    text = read_config_text(path)
+    return parse_config(text, source=str(path), base_dir=path.resolve().parent, environ=environ)
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text; :class:`ConfigError` for anything but a readable regular file of at most
+    :data:`MAX_CONFIG_BYTES` bytes of UTF-8. Opened non-blocking, so a FIFO without a writer (or a
+    device such as ``/dev/zero``) is refused at once instead of hanging or filling memory."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ConfigError(str(path), ["<file>: not found"]) from None
-    except IsADirectoryError:
-        raise ConfigError(str(path), ["<file>: is a directory, not a config file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"<file>: cannot be read: {exc}"]) from None
-    return parse_config(text, source=str(path), base_dir=path.resolve().parent, environ=environ)
+    except OSError as exc:
+        raise ConfigError(str(path), [f"<file>: cannot be read: {exc.strerror or exc}"]) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(str(path), ["<file>: is a directory, not a config file"])
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(str(path), ["<file>: not a regular file (a FIFO, socket or device); "
+                                          "give the path of a YAML file"])
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(str(path), [f"<file>: {info.st_size} bytes, larger than {MAX_CONFIG_BYTES}"])
+        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(str(path), [f"<file>: cannot be read: {exc.strerror or exc}"]) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(str(path), [f"<file>: larger than {MAX_CONFIG_BYTES} bytes"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [f"<file>: not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
 
 
 def base_dir_of(path: str | Path) -> Path:

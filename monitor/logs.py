@@ -36,12 +36,17 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS and not k.startswith("_")}
 
 
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped, so that no value can start a forged log line."""
+    return text if text.isprintable() else json.dumps(text)[1:-1]
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_timestamp(record), f"{record.levelname:<7}", record.getMessage().replace("\n", "\\n")]
+        parts = [_timestamp(record), f"{record.levelname:<7}", _one_line(record.getMessage())]
         for key, value in _fields(record).items():
             text = str(value)
-            if not text or any(c in text for c in ' "='):
+            if not text or not text.isprintable() or any(c in text for c in ' "='):  # JSON-quoted: no forged lines
                 text = json.dumps(text)
             parts.append(f"{key}={text}")
         if record.exc_info:

@@ -92,7 +92,7 @@ class FreezeConfig(_Model):
     """Frozen picture: decoded frames repeat (see the module docstring for why this spares static scenes)."""
 
     enabled: bool = True
-    min_duration: float = Field(5.0, gt=0.0, description="seconds without a live change before vqa_frozen=1; "
+    min_duration: float = Field(5.0, gt=0.0, le=600.0, description="seconds without a live change before vqa_frozen=1; "
                                 "keep it above the source's keyframe interval")
     clear_duration: float = Field(1.0, ge=0.0, description="seconds of changing frames before vqa_frozen=0")
     pixel_tolerance: int = Field(0, ge=0, le=64, description="luma levels a pixel may change and count as unchanged")
@@ -116,7 +116,7 @@ class FrameRateConfig(_Model):
     enabled: bool = True
     expected: float | None = Field(None, gt=0.0, description="frames/s; None: the rate the stream declares")
     tolerance: float = Field(0.25, gt=0.0, lt=1.0, description="allowed relative deviation")
-    window: float = Field(5.0, gt=0.0, description="seconds of frame arrivals the rate is measured over")
+    window: float = Field(5.0, gt=0.0, le=300.0, description="seconds of frame arrivals the rate is measured over")
     min_duration: float = Field(10.0, ge=0.0)
     clear_duration: float = Field(5.0, ge=0.0)
 
@@ -124,7 +124,7 @@ class FrameRateConfig(_Model):
 class BitrateConfig(_Model):
     """Bitrate from the sizes of demuxed packets over a sliding window."""
 
-    window: float = Field(5.0, gt=0.0, description="seconds")
+    window: float = Field(5.0, gt=0.0, le=300.0, description="seconds (at most 300: the packets in it are kept)")
 
 
 class ChecksConfig(_Model):

@@ -80,7 +80,7 @@ def test_relative_file_paths_resolve_against_the_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "kind"),
     [("rtsp://h/x", "rtsp"), ("rtsps://h:322/x", "rtsp"), ("https://h/a.m3u8", "network"), ("rtmp://h/app", "network"),
-     ("udp://127.0.0.1:5000", "network"), ("srt://h:9000", "network"), ("lavfi:testsrc2", "lavfi"), ("demo:", "file")],
+     ("udp://127.0.0.1:5000", "network"), ("lavfi:testsrc2", "lavfi"), ("demo:", "file")],
 )
 def test_source_kinds(url: str, kind: str) -> None:
     assert parse_source(url).kind == kind

@@ -19,7 +19,7 @@ from monitor.redact import redact_text, redact_url
         ("https://cdn.example/live.m3u8?token=abc&x=1", "https://cdn.example/live.m3u8?token=***&x=1"),
         ("https://h/p?X-Amz-Signature=zz&X-Amz-Credential=cc&a=b", "https://h/p?X-Amz-Signature=***&X-Amz-Credential=***&a=b"),
         ("srt://h:9000?mode=caller&passphrase=s3cret", "srt://h:9000?mode=caller&passphrase=***"),
-        ("rtmp://u:p@h/app/key?api_key=k", "rtmp://u:***@h/app/key?api_key=***"),
+        ("rtmp://u:p@h/app/key?api_key=k", "rtmp://u:***@h/app/***?api_key=***"),
         ("http://h/live.m3u8", "http://h/live.m3u8"),
         ("/data/clip.mp4", "/data/clip.mp4"),
         ("lavfi:testsrc2=size=1280x720:rate=25", "lavfi:testsrc2=size=1280x720:rate=25"),
