@@ -2,6 +2,8 @@
 
     vqa-monitor --config config.yaml              run the daemon in the foreground
     vqa-monitor --check --config config.yaml      validate; exit 0, or 2 listing every problem
+    vqa-monitor --shard 2/4 --config config.yaml  run shard 2 of 4 (monitor/sharding.py)
+    vqa-monitor --check --shards 4 ...            also print which streams each of 4 shards runs
     vqa-monitor score FILE ...                    (monitor/score.py, when present)
     vqa-monitor bench ...                         (monitor/bench.py, when present)
 
@@ -18,9 +20,12 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from monitor.logs import LOG_FORMATS, LOG_LEVELS
+
+if TYPE_CHECKING:
+    from monitor.sharding import Shard
 
 SUBCOMMAND_MODULES: tuple[str, ...] = ("monitor.score", "monitor.bench")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -52,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="configuration file (default: %(default)s)")
     parser.add_argument("--check", action="store_true",
                         help="validate the configuration and exit: 0 if valid, 2 listing every problem")
+    parser.add_argument("--shard", metavar="I/N", type=_shard_arg,
+                        help="run only shard I of N (counted from 0; I may be a StatefulSet pod name such as "
+                        "vqa-monitor-3); overrides the config's shard: section")
+    parser.add_argument("--shards", metavar="N", type=_shard_count_arg,
+                        help="with --check: print which streams each of N shards runs")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="text",
                         help="stderr log lines as text or JSON Lines (default: %(default)s)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)")
@@ -64,7 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_check(config_path: str) -> int:
+def _shard_arg(text: str) -> "Shard":
+    from monitor.sharding import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shard_count_arg(text: str) -> int:
+    from monitor.sharding import MAX_SHARDS
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a shard count from 1 to {MAX_SHARDS}")
+    return int(text)
+
+
+def run_check(config_path: str, shard: "Shard | None" = None, shards: int | None = None) -> int:
     from monitor.config import ConfigError, load_config
 
     try:
@@ -76,7 +103,19 @@ def run_check(config_path: str) -> int:
         return EXIT_USAGE
     names = ", ".join(s.name for s in config.streams) or "none"
     print(f"{config_path}: OK ({len(config.streams)} stream(s): {names}; metrics on {config.metrics.listen})")
+    this = shard or config.shard.shard
+    count = shards or this.count
+    if count > 1:
+        print_assignment([s.name for s in config.streams], count, this if this.count == count else None)
     return EXIT_OK
+
+
+def print_assignment(names: list[str], count: int, this: "Shard | None") -> None:
+    from monitor.sharding import assign
+
+    for index, owned in assign(names, count).items():
+        mark = "  <- this instance" if this is not None and this.index == index else ""
+        print(f"shard {index}/{count} ({len(owned)} stream(s)): {', '.join(owned) or '-'}{mark}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,10 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command and handler is not None:
         return int(handler(args) or 0)
     if args.check:
-        return run_check(args.config)
+        return run_check(args.config, args.shard, args.shards)
+    if args.shards is not None:
+        parser.error("--shards only applies to --check (the daemon takes --shard I/N)")
     from monitor.daemon import run_daemon
 
-    return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level)
+    return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level, shard=args.shard)
 
 
 if __name__ == "__main__":  # pragma: no cover

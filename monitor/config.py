@@ -7,6 +7,7 @@ Layout (see the shipped ``config.yaml`` for every key with its default)::
     defaults: {stride: 7, loop: true, open_timeout_s: 10, read_timeout_s: 5, ...}   # per-stream options
     checks:  {black: {min_duration: 2}, freeze: {...}, ...}    # signal checks (monitor.signals)
     quality: {warn: 0.6, crit: 0.4, ...}                        # quality state (monitor.quality_state)
+    shard:   {count: 1, index: 0}                              # this instance's part of the streams (monitor.sharding)
     streams:
       - {name: cam1, url: "rtsp://user:${CAM1_PASSWORD}@10.0.0.5/live", read_timeout_s: 3,
          checks: {freeze: {min_duration: 8}}}
@@ -38,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from monitor.quality_state import QualityConfig
 from monitor.redact import redact_text, redact_url
+from monitor.sharding import ShardConfig
 from monitor.signals import ChecksConfig
 
 STREAM_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -323,6 +325,8 @@ class Config(Strict):
     defaults: StreamOptions = Field(default_factory=StreamOptions)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    shard: ShardConfig = Field(default_factory=ShardConfig, description=(
+        "which part of the stream list this instance runs when several share this file (monitor/sharding.py)"))
 
     @model_validator(mode="before")
     @classmethod

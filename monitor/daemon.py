@@ -52,6 +52,7 @@ from monitor.observers import QualityTracker, StreamChecks
 from monitor.scheduler import ScheduledStream, Scheduler
 from monitor.scoring import WindowObserver, load_engine
 from monitor.server import MetricsServer
+from monitor.sharding import Shard
 from monitor.windows import WindowRing
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,9 @@ class StreamRuntime:
 
 
 class Daemon:
-    def __init__(self, config: Config, config_path: str | Path | None = None) -> None:
+    def __init__(self, config: Config, config_path: str | Path | None = None, shard: Shard | None = None) -> None:
         self.config = config
+        self.shard_override = shard  # --shard I/N; otherwise each config's own shard: section
         self.config_path = Path(config_path) if config_path is not None else None
         self.base_dir = base_dir_of(self.config_path) if self.config_path else None
         self.registry = CollectorRegistry()
@@ -106,6 +108,8 @@ class Daemon:
         if self._stop.is_set():
             return False, "stopping"
         streams = list(self.streams.values())
+        if not streams and self.config.streams:
+            return False, f"shard {self.shard_of(self.config)} runs none of the {len(self.config.streams)} configured streams"
         if not streams:
             return False, "no streams configured"
         up = [s.config.name for s in streams if s.reader.up]
@@ -134,6 +138,19 @@ class Daemon:
         ready, reason = self.readiness()
         return text if ready else f"{text}; not ready: {reason}"
 
+    # sharding --------------------------------------------------------------------------------------
+    def shard_of(self, config: Config) -> Shard:
+        return self.shard_override or config.shard.shard
+
+    def owned_streams(self, config: Config) -> list[StreamConfig]:
+        """The streams of ``config`` this instance runs; the others are never opened."""
+        shard = self.shard_of(config)
+        return [s for s in config.streams if shard.owns(s.name)]
+
+    def _publish_shard(self) -> None:
+        shard = self.shard_of(self.config)
+        self.metrics.set_shard(shard.index, shard.count, len(self.streams))
+
     # start -----------------------------------------------------------------------------------------
     def start_server(self) -> None:
         host, port = self.config.metrics.address
@@ -153,9 +170,14 @@ class Daemon:
 
     def start_streams(self) -> None:
         with self._lock:
-            for stream in self.config.streams:
+            for stream in self.owned_streams(self.config):
                 self._start_stream(stream)
             self._publish_streams()
+            self._publish_shard()
+        shard = self.shard_of(self.config)
+        if shard.count > 1:
+            log.info("shard assigned", extra={"event": "shard", "shard": str(shard), "streams_owned": len(self.streams),
+                                              "streams_configured": len(self.config.streams)})
         if not self.config.streams:
             log.warning("no streams configured", extra={"event": "no_streams"})
 
@@ -209,8 +231,8 @@ class Daemon:
         engine_ok = new.engine == old.engine or self._reload_engine(new)
         if not engine_ok:  # keep describing the engine that runs, so the same file can be retried
             new = new.model_copy(update={"engine": old.engine})
-        old_by_name = {s.name: s for s in old.streams}
-        new_by_name = {s.name: s for s in new.streams}
+        old_by_name = {s.name: s for s in self.owned_streams(old)}
+        new_by_name = {s.name: s for s in self.owned_streams(new)}
         stopped: list[StreamReader] = []
         added, removed, changed = [], [], []
         with self._lock:
@@ -228,6 +250,11 @@ class Daemon:
                     changed.append(name)
             self.config = new if new.metrics == old.metrics else new.model_copy(update={"metrics": old.metrics})
             self._publish_streams()
+            self._publish_shard()
+        if self.shard_of(new) != self.shard_of(old):
+            log.info("shard changed", extra={"event": "shard", "shard": str(self.shard_of(new)),
+                                             "previous_shard": str(self.shard_of(old)), "streams_owned": len(self.streams),
+                                             "streams_configured": len(new.streams)})
         self.metrics.config_reload_ok.set(1 if engine_ok else 0)
         self.metrics.config_reloads.labels("success" if engine_ok else "failure").inc()
         log.info("config reloaded" if engine_ok else "config reloaded, except the engine section", extra={"event": "reloaded", "added": ",".join(added) or "-",
@@ -345,7 +372,7 @@ def _call_all(hooks: list[Callable[[], None]]) -> None:
             log.exception("lifecycle hook failed", extra={"event": "hook_error"})
 
 
-def run_daemon(config_path: str, log_format: str = "text", log_level: str = "info") -> int:
+def run_daemon(config_path: str, log_format: str = "text", log_level: str = "info", shard: Shard | None = None) -> int:
     """``vqa-monitor --config FILE``: run until SIGTERM/SIGINT. Exit 0, 1 (runtime failure) or 2 (config)."""
     setup_logging(log_format, log_level)
     holder: dict[str, Daemon] = {}
@@ -375,7 +402,7 @@ def run_daemon(config_path: str, log_format: str = "text", log_level: str = "inf
         return 2
     log.info("starting vqa-monitor", extra={"event": "starting", "config": str(config_path), "pid": os.getpid(),
                                            "streams": len(config.streams)})
-    daemon = Daemon(config, config_path)
+    daemon = Daemon(config, config_path, shard=shard)
     SystemdNotify.from_env(daemon).attach()
     holder["daemon"] = daemon
     try:

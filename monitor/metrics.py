@@ -45,6 +45,8 @@ FRAME_RATE_DEVIATION = "vqa_frame_rate_deviation"
 FRAME_RATE = "vqa_frame_rate"
 EXPECTED_FRAME_RATE = "vqa_expected_frame_rate"
 BITRATE = "vqa_bitrate_bits_per_second"
+SHARD_INFO = "vqa_shard_info"
+STREAMS_OWNED = "vqa_streams_owned"
 
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -100,6 +102,8 @@ class Metrics:
         self.frame_rate = Gauge(FRAME_RATE, "Measured frame rate (frames/s) over the frame-rate check's window; absent until measured", ["stream"], registry=r)
         self.expected_frame_rate = Gauge(EXPECTED_FRAME_RATE, "Expected frame rate (frames/s): configured, or else declared by the stream; absent if unknown", ["stream"], registry=r)
         self.bitrate = Gauge(BITRATE, "Video bitrate from demuxed packet sizes over the bitrate window; absent until measured", ["stream"], registry=r)
+        self.shard_info = Gauge(SHARD_INFO, "This instance's shard (value 1): shard number (from 0) of shards instances sharing the config", ["shard", "shards"], registry=r)
+        self.streams_owned = Gauge(STREAMS_OWNED, "Streams this instance runs: its shard of the configured streams", registry=r)
         self.config_reload_ok.set(1)
         self._streams: dict[str, StreamMetrics] = {}
         self._lock = threading.Lock()
@@ -192,6 +196,12 @@ class Metrics:
     def set_engine(self, engine: str, model: str, provider: str) -> None:
         self.engine_info.clear()
         self.engine_info.labels(engine, model, provider).set(1)
+
+    # sharding -------------------------------------------------------------------------------------
+    def set_shard(self, index: int, count: int, owned: int) -> None:
+        self.shard_info.clear()
+        self.shard_info.labels(str(index), str(count)).set(1)
+        self.streams_owned.set(owned)
 
 
 def _set_or_remove(gauge: Gauge, name: str, value: float | None) -> None:
