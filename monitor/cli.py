@@ -16,9 +16,13 @@ Exit codes: 0 fine, 1 runtime failure (no engine, port in use), 2 bad usage or b
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import importlib
 import importlib.util
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -118,6 +122,29 @@ def print_assignment(names: list[str], count: int, this: "Shard | None") -> None
         print(f"shard {index}/{count} ({len(owned)} stream(s)): {', '.join(owned) or '-'}{mark}")
 
 
+def _stdout_failure_is_an_error(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """A full or closed stdout (``> /dev/full``, a closed pipe) ends with one error line and exit 1, not a
+    traceback; stdout is then pointed at /dev/null so that the interpreter's last flush stays quiet."""
+    @functools.wraps(main)
+    def wrapper(argv: Sequence[str] | None = None) -> int:
+        try:
+            code = main(argv)
+            sys.stdout.flush()
+            return code
+        except OSError as exc:
+            if exc.errno not in _STDOUT_ERRNOS:
+                raise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            print(f"vqa-monitor: cannot write to standard output: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FAILURE
+
+    return wrapper
+
+
+_STDOUT_ERRNOS = (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EDQUOT, errno.EFBIG)
+
+
+@_stdout_failure_is_an_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -9,9 +9,15 @@ timeout (server hung), or a silent end of stream (server killed). The reader the
 Timeouts are always set, so a reader never blocks longer than ``read_timeout_s`` inside FFmpeg:
 
 * RTSP: options ``rtsp_transport=tcp`` and ``timeout`` (microseconds), plus PyAV ``timeout=(open, read)``;
-* other network sources (HLS/http, rtmp, udp, srt, tcp): ``rw_timeout`` (microseconds) plus PyAV's;
+* other network sources (HLS/http, rtmp, udp, tcp): ``rw_timeout`` (microseconds) plus PyAV's;
 * files and ``lavfi`` graphs: PyAV's, and frames are paced to their timestamps (``realtime``), with
   files re-opened at their end when ``loop`` is set, so they behave like live sources.
+
+Damaged input never restarts a source: a packet that fails to decode is skipped and counted
+(``vqa_decode_errors_total``), and so is one that makes the demuxer raise (:func:`resilient_demux`);
+only :data:`MAX_CONSECUTIVE_DECODE_ERRORS` in a row count as an outage. A looped file keeps its
+windows across its restarts (a file shorter than one window is still scored), and a pass over a
+looped file that yields no frame at all is an outage with backoff, not an instant restart.
 
 Frame timing uses :func:`time.monotonic` (RTSP frames carry no usable pts).
 """
@@ -21,7 +27,7 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from engines.sampler import Offsets, Planes, grid_offsets, planes_from_frame, sample_frame
 from monitor.config import Source, StreamConfig
@@ -56,16 +62,42 @@ class IngestObserver:
     def on_down(self, stream: str, reason: str, now: float) -> None: ...
 
 
+def timeout_options(kind: str, read_timeout_s: float) -> dict[str, str]:
+    """FFmpeg's own read timeout for a source of ``kind`` (``rtsp``, ``network``; none for the others)."""
+    read_us = str(int(read_timeout_s * 1_000_000))
+    if kind == "rtsp":
+        return {"rtsp_transport": "tcp", "timeout": read_us}
+    if kind == "network":
+        return {"rw_timeout": read_us}
+    return {}
+
+
 def open_options(config: StreamConfig, source: Source) -> dict[str, str]:
     """FFmpeg options for ``av.open``: the timeouts for the source kind, then the user's extras."""
-    read_us = str(int(config.read_timeout_s * 1_000_000))
-    options: dict[str, str] = {}
-    if source.kind == "rtsp":
-        options = {"rtsp_transport": "tcp", "timeout": read_us}
-    elif source.kind == "network":
-        options = {"rw_timeout": read_us}
-    options.update(config.ffmpeg_options)
-    return options
+    return {**timeout_options(source.kind, config.read_timeout_s), **config.ffmpeg_options}
+
+
+def resilient_demux(container: Any, stream: Any, on_error: Callable[[Exception], None]) -> Iterator[Any]:
+    """``container.demux(stream)``, resumed after a packet the demuxer cannot parse.
+
+    On damaged input (a corrupt MPEG-TS) PyAV raises from inside ``demux`` (InvalidDataError, or an
+    IndexError for a packet of a stream it never announced); reading on from there continues with the
+    next good packet. ``on_error`` is called with every such error and raises to give up. Errors of
+    the source itself (timeouts, connection loss) are not caught: they end the session.
+    """
+    import av
+
+    while True:
+        try:
+            for packet in container.demux(stream):
+                yield packet
+            return
+        except (av.error.InvalidDataError, IndexError) as exc:
+            on_error(exc)
+
+
+class TooManyErrors(Exception):
+    """Damaged data :data:`MAX_CONSECUTIVE_DECODE_ERRORS` times in a row: the source counts as broken."""
 
 
 def open_container(config: StreamConfig, source: Source) -> Any:
@@ -122,6 +154,9 @@ class StreamReader:
         self._prev_time: float | None = None
         self._fps = DEFAULT_FPS
         self._observer_errors = 0
+        self._session_frames = 0
+        self._keep_windows = False  # the next session continues a looped file: its windows go on
+        self._errors_in_row = 0
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -154,10 +189,13 @@ class StreamReader:
             reason = self._session()
             if self._stop.is_set():
                 break
-            if reason == "eof" and self.source.kind == "file":
-                if self.config.loop:
-                    opened_before = False  # a looped file is one endless stream: its restart is no reconnect
-                    continue
+            if reason == "eof" and self.source.kind == "file" and self.config.loop and self._session_frames:
+                opened_before = False  # a looped file is one endless stream: its restart is no reconnect
+                self._keep_windows = True
+                continue
+            if reason == "eof" and self.source.kind == "file" and self.config.loop:
+                reason = "file ended without a decodable frame"
+            elif reason == "eof" and self.source.kind == "file":
                 self._set_down("end of file (loop: false)")
                 self.finished = True
                 log.info("stream finished", extra={**extra, "event": "stream_finished"})
@@ -180,6 +218,7 @@ class StreamReader:
     def _session(self) -> str:
         """Open, read until the source ends; returns why it ended ('eof' or an error text)."""
         secrets = (self.config.url, self.source.target)
+        self._session_frames = 0
         try:
             container = open_container(self.config, self.source)
         except Exception as exc:  # noqa: BLE001 - every failure to open is an outage, never fatal
@@ -205,33 +244,43 @@ class StreamReader:
         for observer in self.observers:
             self._call(observer.on_open, self.name, float(rate) if rate else None, self.clock())
         self._prev_time = None
-        self.ring.reset()
+        if not self._keep_windows:
+            self.ring.reset()
+        self._keep_windows = False
+        self._session_frames = 0
+        self._errors_in_row = 0
         codec = stream.codec_context
         # One decoding thread per stream: the streams are the parallelism. FFmpeg's default of a thread
         # pool per decoder oversubscribes the cores with many streams and costs memory per stream.
         codec.thread_count = 1
-        consecutive_errors = 0
-        for packet in container.demux(stream):
-            if self._stop.is_set():
-                return "stopped"
-            now = self.clock()
-            if packet.size:
-                for observer in self.observers:
-                    self._call(observer.on_packet, self.name, packet.size, now)
-            try:
-                frames = codec.decode(packet)
-            except (av.error.FFmpegError, ValueError) as exc:  # decoding does no I/O: bad data only
-                self.metrics.decode_errors.inc()
-                consecutive_errors += 1
-                if consecutive_errors >= MAX_CONSECUTIVE_DECODE_ERRORS:
-                    return f"{consecutive_errors} decode errors in a row (last: {exc})"
-                continue
-            consecutive_errors = 0
-            for frame in frames:
+        try:
+            for packet in resilient_demux(container, stream, self._damaged):
                 if self._stop.is_set():
                     return "stopped"
-                self._on_frame(frame)
+                now = self.clock()
+                if packet.size:
+                    for observer in self.observers:
+                        self._call(observer.on_packet, self.name, packet.size, now)
+                try:
+                    frames = codec.decode(packet)
+                except (av.error.FFmpegError, ValueError) as exc:  # decoding does no I/O: bad data only
+                    self._damaged(exc)
+                    continue
+                self._errors_in_row = 0
+                for frame in frames:
+                    if self._stop.is_set():
+                        return "stopped"
+                    self._on_frame(frame)
+        except TooManyErrors as exc:
+            return str(exc)
         return "eof"
+
+    def _damaged(self, exc: Exception) -> None:
+        """A packet that could not be demuxed or decoded: counted and skipped, until too many in a row."""
+        self.metrics.decode_errors.inc()
+        self._errors_in_row += 1
+        if self._errors_in_row >= MAX_CONSECUTIVE_DECODE_ERRORS:
+            raise TooManyErrors(f"{self._errors_in_row} decode errors in a row (last: {type(exc).__name__}: {exc})")
 
     # per frame -----------------------------------------------------------------------------------
     def _on_frame(self, frame: Any) -> None:
@@ -241,6 +290,7 @@ class StreamReader:
         if not self.up:
             self._set_up(now)
         self.frames += 1
+        self._session_frames += 1
         self.last_frame_time = now
         self.metrics.frames.inc()
         planes = planes_from_frame(frame)

@@ -10,7 +10,9 @@ Windows are consecutive, non-overlapping runs of 7 decoded frames, assembled by 
 while a decoder thread runs ahead of inference; fragments sit at the cell centres of the 7x7 grid (as
 in the daemon), and AQS comes from :func:`monitor.scoring.score_outputs`. A file that cannot be opened or decoded, or that is shorter than
 one window, gets one error line on stderr (its path and the reason) and makes the exit status 1; the
-other files are still scored.
+other files are still scored. Damaged packets are skipped and counted (``decode_errors``), as the daemon
+does; only :data:`monitor.ingest.MAX_CONSECUTIVE_DECODE_ERRORS` in a row abandon a file. URLs work too
+(with ``--timeout`` on every network read) and are printed with their credentials masked.
 """
 from __future__ import annotations
 
@@ -29,11 +31,15 @@ import numpy as np
 from engines.aqs import QUALITY_BANDS, quality_level
 from engines.contract import ARTIFACTS, INPUT_SHAPE, WINDOW_FRAMES
 from engines.sampler import grid_offsets, planes_from_frame, sample_frame
+from monitor.config import NETWORK_SCHEMES
+from monitor.ingest import MAX_CONSECUTIVE_DECODE_ERRORS, resilient_demux, timeout_options
+from monitor.redact import redact_text, redact_url
 from monitor.scoring import score_outputs
 from monitor.windows import WindowRing
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_BATCH = 8
+DEFAULT_TIMEOUT_S = 10.0
 PROGRESS_MIN_SECONDS = 1.0  # a file shorter than this (by its header) gets no progress bar
 
 
@@ -54,6 +60,7 @@ class FileScore:
     path: str
     engine: dict[str, str]
     frames: int = 0
+    decode_errors: int = 0
     elapsed_s: float = 0.0
     windows: list[WindowScore] = field(default_factory=list)
 
@@ -85,6 +92,7 @@ class FileScore:
             ],
             "engine": self.engine,
             "frames": self.frames,
+            "decode_errors": self.decode_errors,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -112,10 +120,13 @@ class _Decoder(threading.Thread):
     GIL while they work). ``error`` holds a :class:`ScoreError` when the file cannot be read.
     """
 
-    def __init__(self, path: str, ring: WindowRing, progress: "Progress | None") -> None:
+    def __init__(self, path: str, ring: WindowRing, progress: "Progress | None",
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         super().__init__(name="score-decode", daemon=True)
-        self.path, self.ring, self.progress = path, ring, progress
+        self.path, self.ring, self.progress, self.timeout_s = path, ring, progress, timeout_s
         self.frames = 0
+        self.decode_errors = 0
+        self._errors_in_row = 0
         self.error: ScoreError | None = None
         self.done = False
         self.changed = threading.Condition()
@@ -137,7 +148,8 @@ class _Decoder(threading.Thread):
         import av
 
         try:
-            container = av.open(self.path)
+            container = av.open(self.path, timeout=(self.timeout_s, self.timeout_s),
+                                options=timeout_options(source_kind(self.path), self.timeout_s))
         except FileNotFoundError:
             raise ScoreError("no such file") from None
         except IsADirectoryError:
@@ -154,32 +166,56 @@ class _Decoder(threading.Thread):
             fps = float(stream.average_rate or stream.guessed_rate or 25)
             if self.progress is not None:
                 self.progress.start(_duration(container, stream), stream.frames or 0)
-            ring, size, offsets = self.ring, None, None
             try:
-                for frame in container.decode(stream):
-                    if self.stop.is_set():
-                        return
-                    t = float(frame.time) if frame.time is not None else self.frames / fps
-                    self.frames += 1
-                    planes = planes_from_frame(frame)
-                    if (planes.height, planes.width) != size:
-                        size = (planes.height, planes.width)
-                        offsets = grid_offsets(*size)
-                    with self.changed:  # backpressure: wait for the scorer instead of dropping
-                        while ring.ready() >= ring.capacity and not self.stop.is_set():
-                            self.changed.wait(0.1)
-                    out = ring.frame_slot()
-                    if out is not None:
-                        sample_frame(planes, offsets, out=out)  # type: ignore[arg-type]
-                        if ring.frame_done(t, size):
-                            with self.changed:
-                                self.changed.notify_all()
-                    if self.progress is not None:
-                        self.progress.update(self.frames, t)
+                self._frames_into_ring(container, stream, fps)
             except (av.error.FFmpegError, OSError, ValueError) as exc:
                 if self.frames == 0:
                     raise ScoreError(f"cannot decode: {_reason(exc)}") from None
                 raise ScoreError(f"decoding failed after {self.frames} frames: {_reason(exc)}") from None
+
+    def _frames(self, container: Any, stream: Any) -> Any:
+        """Every frame that decodes; damaged packets are skipped and counted."""
+        import av
+
+        codec = stream.codec_context
+        for packet in resilient_demux(container, stream, self._damaged):
+            try:
+                frames = codec.decode(packet)
+            except (av.error.FFmpegError, ValueError) as exc:
+                self._damaged(exc)
+                continue
+            self._errors_in_row = 0
+            yield from frames
+
+    def _damaged(self, exc: Exception) -> None:
+        self.decode_errors += 1
+        self._errors_in_row += 1
+        if self._errors_in_row >= MAX_CONSECUTIVE_DECODE_ERRORS:
+            raise ScoreError(f"{self._errors_in_row} decode errors in a row after {self.frames} frames "
+                             f"(last: {_reason(exc)})")
+
+    def _frames_into_ring(self, container: Any, stream: Any, fps: float) -> None:
+        ring, size, offsets = self.ring, None, None
+        for frame in self._frames(container, stream):
+            if self.stop.is_set():
+                return
+            t = float(frame.time) if frame.time is not None else self.frames / fps
+            self.frames += 1
+            planes = planes_from_frame(frame)
+            if (planes.height, planes.width) != size:
+                size = (planes.height, planes.width)
+                offsets = grid_offsets(*size)
+            with self.changed:  # backpressure: wait for the scorer instead of dropping
+                while ring.ready() >= ring.capacity and not self.stop.is_set():
+                    self.changed.wait(0.1)
+            out = ring.frame_slot()
+            if out is not None:
+                sample_frame(planes, offsets, out=out)  # type: ignore[arg-type]
+                if ring.frame_done(t, size):
+                    with self.changed:
+                        self.changed.notify_all()
+            if self.progress is not None:
+                self.progress.update(self.frames, t)
 
 
 def _duration(container: Any, stream: Any) -> float:
@@ -192,10 +228,19 @@ def _duration(container: Any, stream: Any) -> float:
 
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return redact_text(text.strip().splitlines()[0]) if text.strip() else type(exc).__name__
 
 
-def score_file(path: str, engine: Any, batch: int = DEFAULT_BATCH, progress: "Progress | None" = None) -> FileScore:
+def source_kind(path: str) -> str:
+    """``rtsp``, ``network`` (a URL of another network scheme) or ``file``: which read timeout applies."""
+    scheme = path.split("://", 1)[0].lower() if "://" in path else ""
+    if scheme in ("rtsp", "rtsps"):
+        return "rtsp"
+    return "network" if scheme in NETWORK_SCHEMES else "file"
+
+
+def score_file(path: str, engine: Any, batch: int = DEFAULT_BATCH, progress: "Progress | None" = None,
+               timeout_s: float = DEFAULT_TIMEOUT_S) -> FileScore:
     """Score every window of one file (raises :class:`ScoreError` when it cannot be scored).
 
     Windows are back-to-back 7-frame runs (``stride`` 7) assembled by the daemon's
@@ -203,10 +248,10 @@ def score_file(path: str, engine: Any, batch: int = DEFAULT_BATCH, progress: "Pr
     Scores come from :func:`monitor.scoring.score_outputs`, the daemon's AQS step.
     """
     started = time.monotonic()
-    result = FileScore(path=path, engine=asdict(engine.info))
+    result = FileScore(path=redact_url(path), engine=asdict(engine.info))
     ring = WindowRing(capacity=2 * batch, stride=WINDOW_FRAMES)
     buffer = np.empty((batch, *INPUT_SHAPE), dtype=np.uint8)
-    decoder = _Decoder(path, ring, progress)
+    decoder = _Decoder(path, ring, progress, timeout_s)
     decoder.start()
     try:
         while True:
@@ -238,6 +283,7 @@ def score_file(path: str, engine: Any, batch: int = DEFAULT_BATCH, progress: "Pr
             decoder.changed.notify_all()
         decoder.join()
         result.frames = decoder.frames
+        result.decode_errors = decoder.decode_errors
         if progress is not None:
             progress.finish()
     if decoder.error is not None:
@@ -401,6 +447,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", metavar="DIR", type=Path, help="folder with model files (default: the shipped ones)")
     parser.add_argument("--threads", type=int, metavar="N", help="inference threads (default: the engine's choice)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N", help="windows per inference call (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                        help="URLs: seconds allowed to open and between reads (default: %(default)s)")
     parser.add_argument(
         "--progress", choices=("auto", "always", "never"), default="auto",
         help="progress bar on stderr: auto = when stderr is a terminal (default: %(default)s)",
@@ -413,6 +461,9 @@ def run(args: argparse.Namespace) -> int:
     err = sys.stderr
     if args.batch < 1:
         print("vqa-monitor score: --batch must be >= 1", file=err)
+        return EXIT_USAGE
+    if not 0.1 <= args.timeout <= 600:
+        print("vqa-monitor score: --timeout must be from 0.1 to 600 seconds", file=err)
         return EXIT_USAGE
     if args.plot is not None and (message := check_plot_available()):
         print(f"vqa-monitor score: {message}", file=err)
@@ -444,20 +495,23 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     try:
         for path in args.files:
-            progress = Progress(_short(path), err) if show_progress else None
+            shown = redact_url(path)
+            progress = Progress(_short(shown), err) if show_progress else None
             try:
-                result = score_file(path, engine, batch=args.batch, progress=progress)
+                result = score_file(path, engine, batch=args.batch, progress=progress, timeout_s=args.timeout)
             except ScoreError as exc:
                 failed += 1
-                print(f"vqa-monitor score: {path}: {exc}", file=err)
+                print(redact_text(f"vqa-monitor score: {shown}: {exc}", [path]), file=err)
                 continue
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the others
                 failed += 1
-                print(f"vqa-monitor score: {path}: {type(exc).__name__}: {_reason(exc)}", file=err)
+                print(redact_text(f"vqa-monitor score: {shown}: {type(exc).__name__}: {_reason(exc)}", [path]), file=err)
                 continue
             results.append(result)
+            if result.decode_errors:
+                print(f"vqa-monitor score: {shown}: {result.decode_errors} damaged packet(s) skipped", file=err)
             if args.json:
                 sys.stdout.write(json.dumps(result.to_json(), allow_nan=False) + "\n")
                 sys.stdout.flush()
