@@ -33,6 +33,7 @@ import numpy as np
 
 from engines.contract import ARTIFACTS, NUM_ARTIFACTS, WINDOW_FRAMES
 from export import degrade as D
+from export import filters as F
 from export import references as R
 from export.vmaf import vmaf_frames, window_quality
 
@@ -42,7 +43,8 @@ WINDOWS_PER_CLIP = CLIP_FRAMES // WINDOW_FRAMES
 SHARD_CLIPS = 16
 VARIANTS = 6  # scene variants (trajectories) per source; the last FAST_VARIANTS move fast
 FAST_VARIANTS = 2
-MOTION_OPS = ("motion_blur", "judder", "ghosting")
+MOTION_FAMILIES = ("motion_blur", "judder", "ghosting")  # made from the synthetic motion: not on real video
+MOTION_OPS = ("motion_blur", "judder", "ghosting", "ff_tmix", "ff_tblend", "ff_lagfun", "ff_framerate", "ff_fps")
 
 # relative weights of the degradation families for non-clean clips
 FAMILY_WEIGHTS = {
@@ -51,7 +53,11 @@ FAMILY_WEIGHTS = {
 }
 ENCODER_WEIGHTS = {"x264": 0.34, "x265": 0.14, "vp9": 0.14, "mpeg2": 0.14, "mjpeg": 0.12, "x264br": 0.12}
 ENCODER_RANGES = {"x264": (18, 51), "x265": (18, 51), "vp9": (20, 63), "mpeg2": (2, 31), "mjpeg": (2, 31),
-                  "x264br": (0.2, 0.003)}
+                  "x264br": (0.2, 0.003), "x264qp": (18, 51), "x265br": (0.2, 0.003), "vp9br": (0.2, 0.003),
+                  "av1": (24, 63), "mpeg4": (2, 31)}
+# the light end of each ladder (VMAF ~85-97), for the broad plan's light encodes
+LIGHT_ENCODES = {"x264": (18, 26), "x265": (18, 28), "vp9": (24, 36), "mpeg2": (2, 6), "mpeg4": (2, 6),
+                 "mjpeg": (2, 6), "av1": (24, 38)}
 P_CLEAN = 0.12
 P_LIGHT_ENCODE = 0.06
 P_GRADE = 0.3  # share of clips whose reference is monochrome or tinted (references.grade), half each
@@ -109,6 +115,96 @@ def _sample_op(family: str, rng: np.random.Generator) -> dict:
     raise ValueError(family)
 
 
+# The broad generator set (``--generators broad``): every family made by several independent
+# implementations (op names; for the encoder family, ladders of :data:`export.degrade.ENCODERS` and
+# "abr", a down-scaled rendition encoded and scaled back up). Relative weights within a family.
+GENERATORS: dict[str, dict[str, float]] = {
+    "encoder": {"x264": 0.22, "x265": 0.1, "vp9": 0.1, "mpeg2": 0.1, "mjpeg": 0.07, "x264br": 0.08, "x264qp": 0.07,
+                "x265br": 0.06, "vp9br": 0.06, "av1": 0.08, "mpeg4": 0.07, "abr": 0.12},
+    "gaussian_noise": {"gaussian_noise": 1.0, "ff_noise": 1.0},
+    "impulse_noise": {"impulse_noise": 1.0, "impulse_channels": 0.7},
+    "defocus": {"defocus_blur": 1.0, "rescale_blur": 0.8, "ff_gblur": 1.0, "ff_avgblur": 0.6, "ff_scale": 0.8},
+    "motion_blur": {"motion_blur": 1.0, "ff_tmix": 1.0, "ff_tblend": 0.4, "ff_dblur": 0.6},
+    "ghosting": {"ghosting": 1.0, "ff_lagfun": 1.0, "ff_framerate": 0.8},
+    "judder": {"judder": 1.0, "ff_fps": 1.0},
+    "color_banding": {"color_banding": 1.0, "ff_lutyuv": 1.0},
+    "saturation": {"saturation": 1.0, "ff_hue": 1.0},
+}
+# One implementation per family that a generalisation run trains without (``export.train
+# --exclude-generators``) and is then tested on: the held-out-generator table of the model card.
+HELDOUT_GENERATORS: dict[str, tuple[str, ...]] = {
+    "encoder": ("av1", "mpeg4"), "gaussian_noise": ("ff_noise",), "impulse_noise": ("impulse_channels",),
+    "defocus": ("ff_gblur",), "motion_blur": ("ff_tmix",), "ghosting": ("ff_lagfun",), "judder": ("ff_fps",),
+    "color_banding": ("ff_lutyuv",), "saturation": ("ff_hue",),
+}
+ABR_FACTORS = (1.5, 2.0, 3.0)
+RATE_CONVERSIONS = (8.333, 10.0, 12.5, 15.0)
+
+
+def _saturation_factor(rng: np.random.Generator) -> float:
+    return float(rng.uniform(*DESATURATION_FACTORS)) if rng.random() < 0.5 else float(rng.uniform(*OVERSATURATION_FACTORS))
+
+
+def _encode_op(name: str, rng: np.random.Generator) -> dict:
+    lo, hi = ENCODER_RANGES[name]
+    u = float(rng.random()) ** 0.75  # lean towards heavy compression
+    if D.ENCODERS[name].param == "bitrate":
+        value = float(np.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * u))
+    else:
+        value = float(round(lo + (hi - lo) * u))
+    return {"op": "encode", "encoder": name, "value": value, "preset": str(rng.choice(["veryfast", "faster", "medium"]))}
+
+
+def _sample_broad_op(family: str, rng: np.random.Generator) -> dict:
+    """One degradation of ``family`` by one of its :data:`GENERATORS`, over the perceptible range."""
+    name = _pick(rng, GENERATORS[family])[0]
+    if family == "encoder":
+        if name != "abr":
+            return _encode_op(name, rng)
+        return {"op": "encode", "encoder": str(rng.choice(["x264", "x265"])), "value": float(rng.integers(18, 41)),
+                "preset": "veryfast", "scale": float(rng.choice(ABR_FACTORS)), "up": str(rng.choice(["linear", "cubic"]))}
+    if name in ("gaussian_noise", "impulse_noise", "motion_blur", "ghosting", "judder", "color_banding", "saturation"):
+        return _sample_op(name, rng)
+    if name == "defocus_blur":
+        return {"op": "defocus_blur", "radius": float(rng.uniform(1.0, D.DEFOCUS_MAX_RADIUS))}
+    if name == "rescale_blur":
+        return {"op": "rescale_blur", "factor": float(rng.uniform(1.5, 4.0)), "up": str(rng.choice(["linear", "cubic"]))}
+    params = {
+        "ff_noise": lambda: {"strength": int(round(3 * 33 ** rng.random())), "temporal": bool(rng.random() < 0.7),
+                             "uniform": bool(rng.random() < 0.5)},
+        "impulse_channels": lambda: {"amount": float(0.001 * 50 ** rng.random())},
+        "ff_gblur": lambda: {"sigma": float(rng.uniform(0.5, 3.5))},
+        "ff_avgblur": lambda: {"radius": int(rng.integers(1, 5))},
+        "ff_scale": lambda: {"factor": float(rng.uniform(1.5, 4.0)), "down": str(rng.choice(F.SCALE_KERNELS)),
+                             "up": str(rng.choice(F.SCALE_KERNELS))},
+        "ff_tmix": lambda: {"frames": int(rng.integers(2, 7))},
+        "ff_tblend": lambda: {},
+        "ff_dblur": lambda: {"length": float(rng.uniform(4.0, 30.0)), "angle": float(rng.uniform(0.0, 180.0))},
+        "ff_lagfun": lambda: {"decay": float(rng.uniform(0.6, 0.97))},
+        "ff_framerate": lambda: {"rate": float(rng.choice(RATE_CONVERSIONS))},
+        "ff_fps": lambda: {"rate": float(rng.choice(RATE_CONVERSIONS))},
+        "ff_lutyuv": lambda: {"bits": int(rng.integers(3, 6))},
+        "ff_hue": lambda: {"factor": _saturation_factor(rng)},
+    }[name]()
+    return {"op": name, **params}
+
+
+def light_encode(rng: np.random.Generator, generators: str) -> dict:
+    """A high-quality encode: x264 CRF 18-23 (classic), or the light end of any codec (broad)."""
+    if generators == "classic":
+        return {"op": "encode", "encoder": "x264", "value": float(rng.integers(18, 24)), "preset": "veryfast"}
+    name = str(rng.choice(list(LIGHT_ENCODES)))
+    lo, hi = LIGHT_ENCODES[name]
+    return {"op": "encode", "encoder": name, "value": float(rng.integers(lo, hi + 1)), "preset": "veryfast"}
+
+
+def generator_of(op: dict) -> str:
+    """The implementation that made ``op`` (a :data:`GENERATORS` name)."""
+    if op["op"] != "encode":
+        return op["op"]
+    return "abr" if op.get("scale") else op["encoder"]
+
+
 def _sample_grade(rng: np.random.Generator, p_grade: float) -> dict | None:
     if rng.random() >= p_grade:
         return None
@@ -118,11 +214,15 @@ def _sample_grade(rng: np.random.Generator, p_grade: float) -> dict | None:
 
 
 def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_heldout: int, seed: int = SEED,
-         p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE, p_grade: float = P_GRADE) -> list[dict]:
+         p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE, p_grade: float = P_GRADE,
+         generators: str = "broad") -> list[dict]:
     """Deterministic clip plan, interleaved across splits so both fill up together. A clip is clean
     with probability ``p_clean``, a light x264 encode (CRF 18-23) with ``p_light_encode``, and
     otherwise gets 1-3 degradations. Independently, its reference is graded (monochrome or tinted)
-    with probability ``p_grade``, drawn from a separate stream so the rest of the plan does not move."""
+    with probability ``p_grade``, drawn from a separate stream so the rest of the plan does not move.
+    ``generators``: "classic" (one implementation per family, the plan of the first datasets) or
+    "broad" (:data:`GENERATORS`)."""
+    sample = _sample_op if generators == "classic" else _sample_broad_op
     kinds = {s.name: s.kind for s in sources}
     specs: dict[str, list[dict]] = {}
     for split_name, n in (("train", n_train), ("heldout", n_heldout)):
@@ -137,14 +237,14 @@ def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_h
             if r < p_clean:
                 ops: list[dict] = []
             elif r < p_clean + p_light_encode:
-                ops = [{"op": "encode", "encoder": "x264", "value": float(rng.integers(18, 24)), "preset": "veryfast"}]
+                ops = [light_encode(rng, generators)]
             else:
                 k = int(rng.choice([1, 2, 3], p=[0.55, 0.33, 0.12]))
                 weights = dict(FAMILY_WEIGHTS)
                 if kinds[src] == "video":  # real video: no synthetic-motion families
-                    for m in MOTION_OPS:
+                    for m in MOTION_FAMILIES:
                         weights.pop(m)
-                ops = [_sample_op(f, rng) for f in _pick(rng, weights, k)]
+                ops = [sample(f, rng) for f in _pick(rng, weights, k)]
             motion = any(o["op"] in MOTION_OPS for o in ops)
             fast = motion or rng.random() < 0.25  # fast motion also appears without artifacts
             variant = int(rng.integers(VARIANTS - FAST_VARIANTS, VARIANTS)) if fast else int(rng.integers(0, VARIANTS - FAST_VARIANTS))
@@ -203,12 +303,84 @@ def degradation_tag(ops: list[dict]) -> str:
                 tags.append(f"{o['encoder']}_bpp{o['value']:.3f}")
             else:
                 tags.append(f"{o['encoder']}_{lad.param}{int(o['value'])}")
+            if o.get("scale"):
+                tags[-1] += f"_abr{o['scale']:.1f}"
         else:
             tags.append(o["op"])
     return "+".join(tags)
 
 
-PIXEL_ORDER = ("defocus_blur", "rescale_blur", "saturation", "color_banding", "gaussian_noise", "impulse_noise")
+def tag_generators(tag: str) -> set[str]:
+    """The :data:`GENERATORS` names in a :func:`degradation_tag` (empty for a clean clip)."""
+    if tag == "clean":
+        return set()
+    found = set()
+    for part in tag.split("+"):
+        if "_abr" in part:
+            found.add("abr")
+        elif part.split("_")[0] in D.ENCODERS:
+            found.add(part.split("_")[0])
+        else:
+            found.add(part)
+    return found
+
+
+# Pixel operations in the order they are applied (blur before colour, colour before noise).
+PIXEL_ORDER = ("defocus_blur", "rescale_blur", "ff_gblur", "ff_avgblur", "ff_scale", "ff_dblur", "saturation", "ff_hue",
+               "color_banding", "ff_lutyuv", "gaussian_noise", "ff_noise", "impulse_noise", "impulse_channels")
+# FFmpeg's temporal filters, applied to the rendered motion before any pixel operation
+FILTER_TEMPORAL = ("ff_tmix", "ff_tblend", "ff_lagfun", "ff_framerate", "ff_fps")
+FILTER_PRE_ROLL = 10  # frames rendered before the clip for the temporal filters' memory
+
+
+def apply_pixel_op(frames: np.ndarray, o: dict, rng: np.random.Generator) -> tuple[np.ndarray, D.Labels]:
+    name = o["op"]
+    if name == "defocus_blur":
+        return D.defocus_blur(frames, o["radius"])
+    if name == "rescale_blur":
+        return D.rescale_blur(frames, o["factor"], up=o["up"])
+    if name == "saturation":
+        return D.saturation(frames, o["factor"])
+    if name == "color_banding":
+        return D.color_banding(frames, o["levels"])
+    if name == "gaussian_noise":
+        return D.gaussian_noise(frames, o["sigma"], rng)
+    if name == "impulse_noise":
+        return D.impulse_noise(frames, o["amount"], rng)
+    if name == "impulse_channels":
+        return D.impulse_noise_channels(frames, o["amount"], rng)
+    return {
+        "ff_gblur": lambda: F.gaussian_blur(frames, o["sigma"]),
+        "ff_avgblur": lambda: F.box_blur(frames, o["radius"]),
+        "ff_scale": lambda: F.rescale(frames, o["factor"], o["down"], o["up"]),
+        "ff_dblur": lambda: F.directional_blur(frames, o["length"], o["angle"]),
+        "ff_hue": lambda: F.hue_saturation(frames, o["factor"]),
+        "ff_lutyuv": lambda: F.bit_depth(frames, o["bits"]),
+        "ff_noise": lambda: F.noise(frames, o["strength"], o["temporal"], o["uniform"]),
+    }[name]()
+
+
+def apply_temporal_filter(frames: np.ndarray, o: dict, speed: float, pre: int) -> tuple[np.ndarray, D.Labels]:
+    return {
+        "ff_tmix": lambda: F.frame_average(frames, o["frames"], speed, pre),
+        "ff_tblend": lambda: F.blend_pairs(frames, speed, pre),
+        "ff_lagfun": lambda: F.trails(frames, o["decay"], speed, pre),
+        "ff_framerate": lambda: F.blended_rate_conversion(frames, o["rate"], speed, pre),
+        "ff_fps": lambda: F.drop_repeat(frames, o["rate"], speed, pre),
+    }[o["op"]]()
+
+
+def encode_rung(frames: np.ndarray, path: Path, o: dict, work_dir: Path) -> D.Labels:
+    """An ABR rendition: down-scaled by ``o["scale"]``, encoded, decoded and scaled back up by the player."""
+    import cv2
+
+    h, w = frames.shape[1:3]
+    sw, sh = max(16, int(w / o["scale"]) // 2 * 2), max(16, int(h / o["scale"]) // 2 * 2)
+    small = np.stack([cv2.resize(f, (sw, sh), interpolation=cv2.INTER_AREA) for f in frames])
+    rung, labels = D.encode(small, work_dir / "rung.mkv", o["encoder"], o["value"], preset=o.get("preset", "veryfast"))
+    up = cv2.INTER_CUBIC if o.get("up") == "cubic" else cv2.INTER_LINEAR
+    R.write_lossless(np.stack([cv2.resize(f, (w, h), interpolation=up) for f in D.decode_rgb(rung)]), path)
+    return labels.add("defocus_blur", (o["scale"] - 1.0) / 3.0, o["scale"] >= 1.5)
 
 
 def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir: Path, keep_dir: Path | None,
@@ -224,9 +396,10 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
     rng = np.random.default_rng([seed, 11, clip["clip_id"]])
     by = {o["op"]: o for o in ops}
     delay = int(by["ghosting"]["delay"]) if "ghosting" in by else 0
+    filtered = [o for o in ops if o["op"] in FILTER_TEMPORAL]
     scene = R.build_scene(spec, sources, pre_roll=delay + 4)
     T = CLIP_FRAMES
-    pre = delay
+    pre = max(delay, FILTER_PRE_ROLL) if filtered else delay
     if isinstance(scene, R.VideoScene):
         base = 4  # VideoScene frame index of clip frame 0 (pre-roll kept in front)
     else:
@@ -255,25 +428,13 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
         frames = scene.render(base + times)
     frames = R.grade(frames, grade)  # a per-pixel linear map: commutes with the motion-blur integration
     speed = scene.motion_speed()
-    for name in PIXEL_ORDER:
-        if name not in by:
-            continue
-        o = by[name]
-        if name == "defocus_blur":
-            frames, lab = D.defocus_blur(frames, o["radius"])
-        elif name == "rescale_blur":
-            frames, lab = D.rescale_blur(frames, o["factor"], up=o["up"])
-        elif name == "saturation":
-            frames, lab = D.saturation(frames, o["factor"])
-        elif name == "color_banding":
-            frames, lab = D.color_banding(frames, o["levels"])
-        elif name == "gaussian_noise":
-            frames, lab = D.gaussian_noise(frames, o["sigma"], rng)
-        else:
-            frames, lab = D.impulse_noise(frames, o["amount"], rng)
+    for o in filtered:
+        frames, lab = apply_temporal_filter(frames, o, speed, len(frames) - max(T, delay + T))
         labels.merge(lab)
-        if name == "saturation" and "ghosting" in by:
-            pass
+    for name in PIXEL_ORDER:
+        if name in by:
+            frames, lab = apply_pixel_op(frames, by[name], rng)
+            labels.merge(lab)
     if "ghosting" in by:
         frames, lab = D.ghosting(frames, by["ghosting"]["alpha"], delay, speed)
         labels.merge(lab)
@@ -284,7 +445,9 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
     name = f"{clip['clip_id']:05d}_{slug(src.name)}_{graded}{tag.replace('.', 'p')}"[:120]
     out_dir = keep_dir if keep_dir is not None else work_dir
     dist_path = out_dir / f"{name}.mkv"
-    if "encode" in by:
+    if "encode" in by and by["encode"].get("scale"):
+        labels.merge(encode_rung(frames, dist_path, by["encode"], work_dir))
+    elif "encode" in by:
         o = by["encode"]
         _, lab = D.encode(frames, dist_path, o["encoder"], o["value"], preset=o.get("preset", "veryfast"))
         labels.merge(lab)
@@ -347,15 +510,17 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
 class Builder:
     def __init__(self, out: Path, data_root: Path, n_train: int, n_heldout: int, seed: int = SEED, raw_dir: Path | None = None,
                  p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE, split_seed: int = SEED,
-                 p_grade: float = P_GRADE):
+                 p_grade: float = P_GRADE, generators: str = "broad"):
         self.out = out
         self.seed = seed
         self.split_seed = split_seed
         self.p_clean, self.p_light_encode, self.p_grade = p_clean, p_light_encode, p_grade
+        self.generators = generators
         self.sources_list = R.discover_sources(raw_dir)
         self.sources = {s.name: s for s in self.sources_list}
         self.split = R.split_sources(self.sources_list, seed=split_seed)
-        self.clips = plan(self.sources_list, self.split, n_train, n_heldout, seed, p_clean, p_light_encode, p_grade)
+        self.clips = plan(self.sources_list, self.split, n_train, n_heldout, seed, p_clean, p_light_encode, p_grade,
+                          generators)
         self.refs_dir = data_root / "refs"
         self.keep_dir = data_root / "heldout_clips"
         self.cache = out / "_clips"
@@ -451,7 +616,10 @@ class Builder:
             "clip_frames": CLIP_FRAMES, "fps": R.FPS, "windows_per_clip": WINDOWS_PER_CLIP, "shard_clips": SHARD_CLIPS,
             "splits": self.split,
             "sources": {s.name: {"path": s.path, "package": s.package, "licence": s.licence, "kind": s.kind} for s in self.sources_list},
+            "generators": self.generators,
             "generator_weights": {"families": FAMILY_WEIGHTS, "encoders": ENCODER_WEIGHTS, "encoder_ranges": ENCODER_RANGES,
+                                  **({"implementations": GENERATORS, "heldout_generators": HELDOUT_GENERATORS,
+                                      "light_encodes": LIGHT_ENCODES} if self.generators == "broad" else {}),
                                   "p_clean": self.p_clean, "p_light_encode": self.p_light_encode, "p_grade": self.p_grade,
                                   "tint_amount": TINT_AMOUNT, "desaturation_factors": DESATURATION_FACTORS,
                                   "oversaturation_factors": OVERSATURATION_FACTORS},
@@ -536,6 +704,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p-clean", type=float, default=P_CLEAN, help="share of clean clips")
     ap.add_argument("--p-light-encode", type=float, default=P_LIGHT_ENCODE, help="share of light x264 encodes")
     ap.add_argument("--p-grade", type=float, default=P_GRADE, help="share of clips with a monochrome or tinted reference")
+    ap.add_argument("--generators", choices=("broad", "classic"), default="broad",
+                    help="broad: several implementations per artifact family (GENERATORS); classic: the first datasets' plan")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new clips (0: all)")
     ap.add_argument("--summary", action="store_true", help="only rewrite the manifest and print the summary")
     args = ap.parse_args(argv)
@@ -543,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     data_root = Path(args.data_root) if args.data_root else out.parent
     b = Builder(out, data_root, args.train_clips, args.heldout_clips, args.seed, Path(args.raw) if args.raw else None,
-                args.p_clean, args.p_light_encode, args.split_seed, args.p_grade)
+                args.p_clean, args.p_light_encode, args.split_seed, args.p_grade, args.generators)
     log(f"sources: {len(b.sources_list)}; train {len(b.split['train'])}, heldout {len(b.split['heldout'])}: {b.split['heldout']}")
     if args.summary:
         print_summary(b.write_manifest())

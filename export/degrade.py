@@ -4,7 +4,9 @@ Every generator returns the distorted frames (RGB uint8 ``[T, H, W, 3]``) or fil
 :class:`Labels` - per-artifact presence (0/1) and intensity (0..1) in :data:`engines.contract.ARTIFACTS`
 order.  Pixel generators work on frames; motion blur and judder need the moving scene itself
 (:class:`export.references.Scene`), because they are made by integrating or resampling the motion;
-encoders are the real libraries (libx264, libx265, libvpx-vp9, mpeg2video, mjpeg) through PyAV.
+encoders are the real libraries (libx264, libx265, libvpx-vp9, libsvtav1, mpeg2video, mpeg4, mjpeg)
+through PyAV, at constant quality, constant quantiser and starved constant bitrate; FFmpeg's own
+filters make a second implementation of the other artifacts (:mod:`export.filters`).
 
 Intensity mappings (one place, used by the labels and the tests):
 
@@ -89,6 +91,17 @@ def impulse_noise(frames: np.ndarray, amount: float, rng: np.random.Generator, s
         white = rng.random((h, w)) < salt
         out[i][hit & white] = 255
         out[i][hit & ~white] = 0
+    inten = np.log(max(amount, 1e-6) / 0.001) / np.log(50.0)
+    return out, Labels().add("impulse_noise", inten, amount >= 0.001)
+
+
+def impulse_noise_channels(frames: np.ndarray, amount: float, rng: np.random.Generator) -> tuple[np.ndarray, Labels]:
+    """Impulses in each colour channel independently (coloured specks, as from bit errors in RGB)."""
+    out = frames.copy()
+    hit = rng.random(frames.shape) < amount
+    white = rng.random(frames.shape) < 0.5
+    out[hit & white] = 255
+    out[hit & ~white] = 0
     inten = np.log(max(amount, 1e-6) / 0.001) / np.log(50.0)
     return out, Labels().add("impulse_noise", inten, amount >= 0.001)
 
@@ -235,7 +248,7 @@ def saturation_labels(factor: float, mean_saturation: float) -> Labels:
 @dataclass(frozen=True)
 class Ladder:
     codec: str
-    param: str  # "crf" | "q" | "bitrate"
+    param: str  # "crf" | "qp" | "q" | "bitrate"
     lo: float  # value at strength 0 (nearly clean)
     hi: float  # value at strength 1 (worst)
     container: str = "mkv"
@@ -248,6 +261,11 @@ ENCODERS: dict[str, Ladder] = {
     "mpeg2": Ladder("mpeg2video", "q", 2, 31),
     "mjpeg": Ladder("mjpeg", "q", 2, 31),
     "x264br": Ladder("libx264", "bitrate", 0.15, 0.003),  # bits per pixel per frame (log scale)
+    "x264qp": Ladder("libx264", "qp", 23, 51),  # constant quantiser: no rate control at all
+    "x265br": Ladder("libx265", "bitrate", 0.15, 0.003),
+    "vp9br": Ladder("libvpx-vp9", "bitrate", 0.15, 0.003),
+    "av1": Ladder("libsvtav1", "crf", 30, 63),
+    "mpeg4": Ladder("mpeg4", "q", 2, 31),
 }
 BLOCKING_FROM = 0.32
 RINGING_FROM = 0.5
@@ -277,6 +295,7 @@ def encode(frames: np.ndarray, path: str | Path, name: str, value: float, fps: i
     """
     import av
 
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1: errors only
     lad = ENCODERS[name]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -285,26 +304,27 @@ def encode(frames: np.ndarray, path: str | Path, name: str, value: float, fps: i
     pix = "yuvj420p" if lad.codec == "mjpeg" else "yuv420p"
     opts: dict[str, str] = {}
     v = float(value)
+    kbps = max(8, int(v * w * h * fps / 1000))
+    starved = {"b": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{2 * kbps}k"}
     if lad.codec == "libx264":
         opts = {"preset": preset, "threads": str(threads)}
-        if lad.param == "crf":
-            opts["crf"] = str(int(round(v)))
-        else:
-            kbps = max(8, int(v * w * h * fps / 1000))
-            opts.update({"b": f"{kbps}k", "maxrate": f"{kbps}k", "bufsize": f"{2 * kbps}k"})
+        opts.update(starved if lad.param == "bitrate" else {lad.param: str(int(round(v)))})
     elif lad.codec == "libx265":
-        opts = {"crf": str(int(round(v))), "preset": "ultrafast" if preset in ("ultrafast", "superfast") else "veryfast",
+        opts = {"preset": "ultrafast" if preset in ("ultrafast", "superfast") else "veryfast",
                 "x265-params": f"log-level=error:pools={threads}:frame-threads=1"}
+        opts.update(starved if lad.param == "bitrate" else {"crf": str(int(round(v)))})
     elif lad.codec == "libvpx-vp9":
-        opts = {"crf": str(int(round(v))), "b": "0", "deadline": "realtime", "cpu-used": "7", "threads": str(threads),
-                "row-mt": "0"}
-    else:  # mpeg2video, mjpeg: fixed quantiser
+        opts = {"deadline": "realtime", "cpu-used": "7", "threads": str(threads), "row-mt": "0"}
+        opts.update(starved if lad.param == "bitrate" else {"crf": str(int(round(v))), "b": "0"})
+    elif lad.codec == "libsvtav1":
+        opts = {"crf": str(int(round(v))), "preset": "12", "svtav1-params": f"lp={threads}"}
+    else:  # mpeg2video, mpeg4, mjpeg: fixed quantiser
         q = str(int(round(v)))
         opts = {"qmin": q, "qmax": q, "b": "200M", "threads": str(threads)}
     with av.open(str(tmp), "w", format="matroska") as c:
         s = c.add_stream(lad.codec, rate=Fraction(fps, 1))
         s.width, s.height, s.pix_fmt = w, h, pix
-        if lad.codec in ("libx264", "libx265", "mpeg2video"):
+        if lad.codec in ("libx264", "libx265", "mpeg2video", "mpeg4", "libsvtav1"):
             s.codec_context.gop_size = fps
         s.options = opts
         for rgb in frames:

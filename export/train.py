@@ -45,6 +45,8 @@ from engines.architectures.statistics import GRAPH_SPATIAL_FRAMES, STATISTICS_CO
 from engines.classical import extract_features
 from engines.contract import ARTIFACTS, FRAGMENT_GRID, FRAGMENT_SIZE
 from export.metrics import artifact_aucs, mean_defined, plcc, srocc
+from export.pretrained import init_backbone, load_lite0_imagenet
+from export.shards import ShardedWindows, memmap_member
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = ("windows", "quality", "presence", "intensity")
@@ -53,9 +55,9 @@ STATISTICS_SAMPLE = 512  # training windows whose classical statistics set their
 
 @dataclass
 class Split:
-    """Windows and labels of one split, in memory (uint8 windows; ~1 MB per window)."""
+    """Windows and labels of one split: windows memory-mapped from the shards (~1 MB each), labels in memory."""
 
-    windows: np.ndarray  # [M, 7, 3, 224, 224] uint8
+    windows: ShardedWindows  # [M, 7, 3, 224, 224] uint8
     quality: np.ndarray  # [M] float32, VMAF / 100
     presence: np.ndarray  # [M, 10] float32 0/1
     intensity: np.ndarray  # [M, 10] float32 0..1
@@ -65,25 +67,26 @@ class Split:
 
 
 class ShardCache:
-    """Loads ``shard_*.npz`` of one split directory once each, and re-lists the directory on demand."""
+    """Maps the ``shard_*.npz`` of one or more split directories once each, and re-lists them on demand."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self.loaded: dict[str, dict[str, np.ndarray]] = {}
+    def __init__(self, *directories: Path) -> None:
+        self.directories = [Path(d) for d in directories]
+        self.loaded: dict[Path, dict[str, np.ndarray]] = {}
 
     def refresh(self) -> Split | None:
-        for path in sorted(self.directory.glob("shard_*.npz")):
-            if path.name not in self.loaded:
+        for path in sorted(p for d in self.directories for p in d.glob("shard_*.npz")):
+            if path not in self.loaded:
                 try:
                     with np.load(path, allow_pickle=False) as z:
-                        self.loaded[path.name] = {key: z[key] for key in LABELS}
+                        labels = {key: z[key] for key in LABELS[1:]}
+                    self.loaded[path] = {"windows": memmap_member(path, "windows"), **labels}
                 except Exception as exc:  # a shard still being written: take it next epoch
-                    print(f"skipping {path.name} for now: {exc}", file=sys.stderr)
+                    print(f"skipping {path} for now: {exc}", file=sys.stderr)
         if not self.loaded:
             return None
-        parts = [self.loaded[name] for name in sorted(self.loaded)]
+        parts = [self.loaded[path] for path in sorted(self.loaded)]
         return Split(
-            windows=np.concatenate([p["windows"] for p in parts]),
+            windows=ShardedWindows([p["windows"] for p in parts]),
             quality=np.clip(np.concatenate([p["quality"] for p in parts]).astype(np.float32), 0.0, 1.0),
             presence=np.concatenate([p["presence"] for p in parts]).astype(np.float32),
             intensity=np.clip(np.concatenate([p["intensity"] for p in parts]).astype(np.float32), 0.0, 1.0),
@@ -199,6 +202,16 @@ def outputs_metrics(quality: np.ndarray, logits: np.ndarray, intensity: np.ndarr
     }
 
 
+def parameter_groups(model: torch.nn.Module, weight_decay: float, backbone_lr_scale: float) -> list[dict]:
+    """AdamW groups: weight decay on matrices and kernels only; the backbone's learning rate scaled."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        groups.setdefault((name.startswith("backbone."), param.ndim > 1), []).append(param)
+    return [{"params": params, "weight_decay": weight_decay if decays else 0.0,
+             "lr_scale": backbone_lr_scale if in_backbone else 1.0}
+            for (in_backbone, decays), params in sorted(groups.items())]
+
+
 def lr_at(progress: float, peak: float, warmup: float) -> float:
     """Linear warm-up over the first ``warmup`` epochs-fraction, then cosine to 2% of peak."""
     if progress < warmup:
@@ -210,7 +223,14 @@ def lr_at(progress: float, peak: float, warmup: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=MODEL_NAMES, required=True)
-    parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset")
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset",
+                        help="dataset whose train/ shards are trained on and whose heldout/ shards are watched")
+    parser.add_argument("--extra-train", type=lambda s: [Path(p) for p in s.split(",") if p], default=[],
+                        help="more datasets (comma-separated) whose train/ shards are trained on too")
+    parser.add_argument("--pretrained", type=Path,
+                        help="start the backbone from these ImageNet weights (export.pretrained's safetensors)")
+    parser.add_argument("--backbone-lr-scale", type=float, default=1.0,
+                        help="learning rate of the backbone relative to --lr (below 1 to fine-tune pretrained weights)")
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=24)
@@ -238,15 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     out = args.runs / args.model
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text("python -m export.train " + " ".join(argv if argv is not None else sys.argv[1:]) + "\n")
-    train_cache, heldout_cache = ShardCache(args.data / "train"), ShardCache(args.data / "heldout")
+    train_cache = ShardCache(args.data / "train", *(d / "train" for d in args.extra_train))
+    heldout_cache = ShardCache(args.data / "heldout")
 
     torch.manual_seed(args.seed)
-    model = build_model(args.model, key_frames=args.key_frames).to(device).to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
-    )
+    model = build_model(args.model, key_frames=args.key_frames)
+    if args.pretrained:
+        left = init_backbone(model.backbone, load_lite0_imagenet(args.pretrained))
+        print(f"backbone from {args.pretrained}; {len(left)} backbone tensors left as initialised", file=sys.stderr)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(parameter_groups(model, args.weight_decay, args.backbone_lr_scale), lr=args.lr)
     start_epoch, elapsed = 0, 0.0
     fresh = list(model.state_dict()) if not args.init else []
     if args.init:
@@ -290,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         for step in bar:
             lr = lr_at((epoch + step / max(steps, 1)) / args.epochs, args.lr, args.warmup)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             index = order[step * args.batch_size : (step + 1) * args.batch_size]
             windows, (quality, presence, intensity) = batch_tensors(train, index, rng.random(len(index)) < 0.5, device,
                                                                     crop=crop, rng=rng)

@@ -1,8 +1,9 @@
 """Torch definitions of the AQS models (needed by training, export and the torch engine).
 
-``build_model(name)`` is the one registry: ``aqs_effnet_b0`` (the shipped default; its trunk also
-reads the classical engine's features, computed in the graph) and ``aqs_mnv3_small`` (the light
-fallback), same inputs and outputs (see :mod:`engines.contract`).
+``build_model(name)`` is the one registry: ``aqs_effnet_b0`` and ``aqs_effnet_lite0`` (EfficientNet-B0
+and its integer-friendly Lite0 variant, which can start from ImageNet weights; their trunks also read
+the classical engine's features, computed in the graph) and ``aqs_mnv3_small`` (the light fallback),
+same inputs and outputs (see :mod:`engines.contract`).
 Importing this package imports torch; engines that only run ONNX never import it.
 """
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from engines.architectures.aqs_net import DEFAULT_KEY_FRAMES, AQSNet
-from engines.architectures.efficientnet import EfficientNetB0
+from engines.architectures.efficientnet import EfficientNetB0, EfficientNetLite0
 from engines.architectures.mobilenetv3 import MobileNetV3Small
 
 BACKBONES: dict[str, Callable[[], object]] = {
     "aqs_effnet_b0": EfficientNetB0,
+    "aqs_effnet_lite0": EfficientNetLite0,
     "aqs_mnv3_small": MobileNetV3Small,
 }
 # models whose trunk also reads :class:`~engines.architectures.statistics.ClassicalStatistics`
-WITH_STATISTICS = frozenset({"aqs_effnet_b0"})
+WITH_STATISTICS = frozenset({"aqs_effnet_b0", "aqs_effnet_lite0"})
 MODEL_NAMES: tuple[str, ...] = tuple(BACKBONES)
 
 
@@ -31,4 +33,5 @@ def build_model(name: str, key_frames: Sequence[int] = DEFAULT_KEY_FRAMES) -> AQ
     return AQSNet(backbone, key_frames=key_frames, statistics=name in WITH_STATISTICS)
 
 
-__all__ = ["AQSNet", "DEFAULT_KEY_FRAMES", "MODEL_NAMES", "build_model", "EfficientNetB0", "MobileNetV3Small"]
+__all__ = ["AQSNet", "DEFAULT_KEY_FRAMES", "MODEL_NAMES", "build_model", "EfficientNetB0", "EfficientNetLite0",
+           "MobileNetV3Small"]

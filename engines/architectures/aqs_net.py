@@ -8,8 +8,8 @@ saturation) - and the temporal branch sees the luma of all 7 fragment mosaics an
 differences, which is where judder (uneven steps, some ~0) and ghosting (faint copies of the
 previous frame) show; both are invisible in a single frame.
 
-Input: ``uint8`` ``[N, 7, 3, 224, 224]`` RGB (see :mod:`engines.contract`); ``/255`` and ImageNet
-mean/std happen inside the model. Outputs: ``quality`` ``[N]`` (sigmoid), ``artifact_logits``
+Input: ``uint8`` ``[N, 7, 3, 224, 224]`` RGB (see :mod:`engines.contract`); the input normalisation
+the backbone expects (ImageNet mean/std, or (x - 127) / 128 for Lite0) happens inside the model. Outputs: ``quality`` ``[N]`` (sigmoid), ``artifact_logits``
 ``[N, 10]``, ``intensity`` ``[N, 10]`` (sigmoid).
 """
 from __future__ import annotations
@@ -23,8 +23,6 @@ from torch import nn
 from engines.architectures.statistics import NUM_STATISTICS, ClassicalStatistics
 from engines.contract import (
     FRAGMENT_SIZE,
-    NORMALIZE_MEAN,
-    NORMALIZE_STD,
     NUM_ARTIFACTS,
     WINDOW_FRAMES,
 )
@@ -111,10 +109,10 @@ class AQSNet(nn.Module):
         self.key_frames = key_frames
         self.backbone = backbone
         self.temporal = TemporalBranch()
-        # ImageNet normalisation of x / 255, folded into one affine map of the 0..255 values
-        std = torch.tensor(NORMALIZE_STD) * 255.0
+        # the input normalisation the backbone's weights expect, as one affine map of the 0..255 values
+        mean, std = torch.tensor(backbone.input_mean), torch.tensor(backbone.input_std)
         self.register_buffer("scale", (1.0 / std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("shift", (-torch.tensor(NORMALIZE_MEAN) * 255.0 / std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", (-mean / std).view(1, 3, 1, 1), persistent=False)
         features = backbone.out_features + self.temporal.out_features
         self.statistics = ClassicalStatistics() if statistics else None
         if statistics:

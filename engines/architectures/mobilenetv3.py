@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engines.architectures.efficientnet import SqueezeExcitation, conv_bn_act, init_weights
+from engines.architectures.efficientnet import EfficientNet, SqueezeExcitation, conv_bn_act, init_weights
 
 BN_EPS = 1e-3
 
@@ -56,6 +56,7 @@ class MobileNetV3Small(nn.Module):
     """Backbone returning pooled ``[N, 576]`` features; torchvision's classifier only if asked."""
 
     out_features = FEATURES
+    input_mean, input_std = EfficientNet.input_mean, EfficientNet.input_std
 
     def __init__(self, num_classes: int | None = None, dropout: float = 0.2) -> None:
         super().__init__()

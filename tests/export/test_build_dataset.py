@@ -32,3 +32,40 @@ def test_desaturation_stops_short_of_grey():
     down = [f for f in factors if f < 1]
     assert len(down) >= 10 and len(factors) - len(down) >= 10
     assert min(down) >= B.DESATURATION_FACTORS[0] and max(down) <= B.DESATURATION_FACTORS[1]
+
+
+def test_the_classic_plan_still_builds_the_committed_first_dataset():
+    """``--generators classic`` must reproduce the plan recorded in the first dataset's manifest (but the
+    saturation factors: their range was narrowed after it was built, see its ``revisions``)."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    manifest = json.loads(gzip.decompress((Path(B.__file__).parent / "reports" / "dataset_manifest.json.gz").read_bytes()))
+    sources = [Source(name, s["path"], s["package"], s["licence"], s["kind"]) for name, s in manifest["sources"].items()]
+    weights = manifest["generator_weights"]
+    counts = manifest["counts"]
+    clips = B.plan(sources, manifest["splits"], counts["train"]["clips_planned"], counts["heldout"]["clips_planned"],
+                   seed=manifest["seed"], p_clean=weights["p_clean"], p_light_encode=weights["p_light_encode"],
+                   p_grade=weights.get("p_grade", 0.0), generators="classic")
+    recorded = {c["clip_id"]: c for c in manifest["clips"]}
+    assert len(recorded) > 600
+    def comparable(ops: list[dict]) -> list[dict]:
+        return [{k: v for k, v in o.items() if k != "offset" and not (o["op"] == "saturation" and k == "factor")}
+                for o in ops]
+
+    for cid, clip in recorded.items():
+        assert (clips[cid]["source"], comparable(clips[cid]["ops"])) == (clip["source"], comparable(clip["ops"])), cid
+
+
+def test_the_broad_plan_uses_every_generator_and_tags_name_them():
+    clips = B.plan(SOURCES, SPLIT, 1500, 40, seed=5)
+    used = {B.generator_of(o) for c in clips for o in c["ops"]}
+    assert used == {name for family in B.GENERATORS.values() for name in family}
+    for family, held in B.HELDOUT_GENERATORS.items():
+        assert set(held) < set(B.GENERATORS[family])  # the family keeps implementations to train on
+    for c in clips:
+        assert B.tag_generators(B.degradation_tag(c["ops"])) == {B.generator_of(o) for o in c["ops"]}
+    light = [c["ops"][0]["encoder"] for c in clips if len(c["ops"]) == 1 and c["ops"][0]["op"] == "encode"
+             and B.D.ladder_strength(c["ops"][0]["encoder"], c["ops"][0]["value"]) < B.D.BLOCKING_FROM]
+    assert len(set(light)) >= 5  # high-quality encodes from several codecs, not only x264

@@ -500,11 +500,13 @@ def test_grade_tint_is_one_hue_at_the_same_luma(hue):
 
 
 # ------------------------------------------------------------------------------------------ encoders
-DECODER = {"libx264": "h264", "libx265": "hevc", "libvpx-vp9": "vp9", "mpeg2video": "mpeg2video", "mjpeg": "mjpeg"}
+DECODER = {"libx264": "h264", "libx265": "hevc", "libvpx-vp9": "vp9", "mpeg2video": "mpeg2video", "mjpeg": "mjpeg",
+           "libsvtav1": "libdav1d", "mpeg4": "mpeg4"}
 
 
 def test_every_encoder_is_tested():
-    assert set(D.ENCODERS) == {"x264", "x265", "vp9", "mpeg2", "mjpeg", "x264br"}
+    assert set(D.ENCODERS) == {"x264", "x265", "vp9", "mpeg2", "mjpeg", "x264br", "x264qp", "x265br", "vp9br", "av1",
+                               "mpeg4"}
     assert {lad.codec for lad in D.ENCODERS.values()} <= set(DECODER)
 
 
