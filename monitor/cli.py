@@ -110,16 +110,20 @@ def run_check(config_path: str, shard: "Shard | None" = None, shards: int | None
     this = shard or config.shard.shard
     count = shards or this.count
     if count > 1:
-        print_assignment([s.name for s in config.streams], count, this if this.count == count else None)
+        print_assignment([s.name for s in config.streams], count, this if this.count == count else None,
+                         config.shard.capacity)
     return EXIT_OK
 
 
-def print_assignment(names: list[str], count: int, this: "Shard | None") -> None:
+def print_assignment(names: list[str], count: int, this: "Shard | None", capacity: int | None) -> None:
     from monitor.sharding import assign
 
-    for index, owned in assign(names, count).items():
+    for index, owned in assign(names, count, capacity).items():
         mark = "  <- this instance" if this is not None and this.index == index else ""
         print(f"shard {index}/{count} ({len(owned)} stream(s)): {', '.join(owned) or '-'}{mark}")
+    if capacity is not None and len(names) > count * capacity:
+        print(f"warning: {len(names)} streams exceed {count} shard(s) x capacity {capacity} = {count * capacity} "
+              "places; some shards run more than their capacity", file=sys.stderr)
 
 
 def _stdout_failure_is_an_error(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:

@@ -52,7 +52,7 @@ from monitor.observers import QualityTracker, StreamChecks
 from monitor.scheduler import ScheduledStream, Scheduler
 from monitor.scoring import WindowObserver, load_engine
 from monitor.server import MetricsServer
-from monitor.sharding import Shard
+from monitor.sharding import Shard, placement
 from monitor.windows import WindowRing
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,8 @@ class Daemon:
     def owned_streams(self, config: Config) -> list[StreamConfig]:
         """The streams of ``config`` this instance runs; the others are never opened."""
         shard = self.shard_of(config)
-        return [s for s in config.streams if shard.owns(s.name)]
+        where = placement([s.name for s in config.streams], shard.count, config.shard.capacity)
+        return [s for s in config.streams if where[s.name] == shard.index]
 
     def _publish_shard(self) -> None:
         shard = self.shard_of(self.config)

@@ -11,6 +11,15 @@ N to N+1 shards moves a stream only if the new shard's weight beats all others, 
 streams, and every one of them moves onto the new shard; removing the last shard moves only its own
 streams. (A modulo of a hash would move about N/(N+1) of them.)
 
+Plain HRW balances like dice: with few streams per shard the fullest shard runs far more than the
+mean (500 streams on 125 shards: up to 11 on one, where the mean is 4). ``capacity`` bounds that
+(rendezvous hashing with bounded loads): streams are placed in name order, each on its
+highest-weight shard that has fewer than ``capacity`` streams. Every instance computes the same
+placement from the same list. A stream moves only when its first choices fill up or free up, so
+with some headroom (slots = count x capacity about 10% above the stream count) changes stay close
+to plain HRW's. When every shard is full, the rest go to their first choice anyway: a stream is
+never left unmonitored (``--check`` warns).
+
 Where the shard comes from (``monitor/cli.py`` applies the order): ``--shard I/N`` on the command
 line, else the config's ``shard:`` section (:class:`ShardConfig`; ``index`` may be a StatefulSet pod
 name such as ``vqa-monitor-3``, typically ``"${POD_NAME}"`` from the downward API). Without either,
@@ -45,9 +54,6 @@ class Shard:
             raise ValueError(f"shard index {self.index} is out of range for {self.count} shard(s) "
                              f"(indexes run from 0 to {self.count - 1})")
 
-    def owns(self, name: str) -> bool:
-        return self.count == 1 or owner(name, self.count) == self.index
-
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
 
@@ -66,11 +72,26 @@ def owner(name: str, count: int) -> int:
     return max(range(count), key=lambda shard: weight(shard, name))
 
 
-def assign(names: Iterable[str], count: int) -> dict[int, list[str]]:
+def placement(names: Iterable[str], count: int, capacity: int | None = None) -> dict[str, int]:
+    """Each stream's shard: its HRW owner, or with ``capacity`` its best shard that still has room."""
+    names = list(names)
+    if capacity is None or count == 1:
+        return {name: owner(name, count) for name in names}
+    load = [0] * count
+    out: dict[str, int] = {}
+    for name in sorted(set(names)):  # name order, so that the order in the file does not matter
+        ranked = sorted(range(count), key=lambda shard: weight(shard, name), reverse=True)
+        choice = next((shard for shard in ranked if load[shard] < capacity), ranked[0])
+        load[choice] += 1
+        out[name] = choice
+    return {name: out[name] for name in names}
+
+
+def assign(names: Iterable[str], count: int, capacity: int | None = None) -> dict[int, list[str]]:
     """Every shard's streams, in the order given: ``{0: [...], 1: [...], ...}`` (empty lists included)."""
     out: dict[int, list[str]] = {shard: [] for shard in range(count)}
-    for name in names:
-        out[owner(name, count)].append(name)
+    for name, shard in placement(names, count, capacity).items():
+        out[shard].append(name)
     return out
 
 
@@ -112,6 +133,9 @@ class ShardConfig(BaseModel):
     index: int = Field(0, description=(
         "this instance, 0..count-1: a number, or a StatefulSet pod name whose ordinal is used "
         "(vqa-monitor-3 -> 3), e.g. \"${POD_NAME}\" set by the downward API"))
+    capacity: int | None = Field(None, ge=1, le=100_000, description=(
+        "most streams one instance should run (what it sustains, see benchmarks/); a stream goes to its "
+        "highest-weight shard with room. null = plain rendezvous hashing (uneven with few streams per shard)"))
 
     @field_validator("index", mode="before")
     @classmethod

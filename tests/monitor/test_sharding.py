@@ -12,7 +12,7 @@ import pytest
 from monitor.cli import build_parser
 from monitor.config import ConfigError, parse_config
 from monitor.daemon import Daemon
-from monitor.sharding import SINGLE, Shard, assign, owner, parse_index, parse_shard
+from monitor.sharding import SINGLE, Shard, assign, owner, parse_index, parse_shard, placement
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = [f"channel-{i:04d}" for i in range(3000)]
@@ -42,9 +42,8 @@ def test_removing_the_last_shard_moves_only_its_streams() -> None:
 
 
 def test_every_stream_has_exactly_one_owner_and_shards_are_roughly_even() -> None:
-    shards = [Shard(i, 4) for i in range(4)]
-    for name in NAMES[:500]:
-        assert sum(s.owns(name) for s in shards) == 1
+    assert set(placement(NAMES, 4).values()) == {0, 1, 2, 3}
+    assert sum(len(v) for v in assign(NAMES, 4).values()) == len(NAMES)
     loads = [len(v) for v in assign(NAMES, 4).values()]
     assert sum(loads) == len(NAMES)
     assert max(loads) - min(loads) < 0.15 * len(NAMES) / 4, loads
@@ -65,8 +64,65 @@ def test_assignment_does_not_depend_on_the_process_hash_seed() -> None:
 
 
 def test_one_shard_owns_everything() -> None:
-    assert all(SINGLE.owns(n) for n in NAMES[:100])
-    assert assign(["a", "b"], 1) == {0: ["a", "b"]}
+    assert assign(["a", "b"], 1) == {0: ["a", "b"]} == assign(["a", "b"], 1, capacity=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Bounded loads (shard.capacity)
+# ------------------------------------------------------------------------------------------------
+FIVE_HUNDRED = [f"ch-{i:03d}" for i in range(1, 501)]
+
+
+def test_plain_hrw_is_uneven_with_few_streams_per_shard() -> None:
+    """Why capacity exists: 500 streams on 125 shards, mean 4."""
+    loads = [len(v) for v in assign(FIVE_HUNDRED, 125).values()]
+    assert max(loads) >= 8 and min(loads) == 0, (max(loads), min(loads))
+
+
+@pytest.mark.parametrize("count, capacity", [(125, 4), (140, 4), (56, 10), (7, 80)])
+def test_capacity_bounds_every_shard(count: int, capacity: int) -> None:
+    loads = [len(v) for v in assign(FIVE_HUNDRED, count, capacity).values()]
+    assert sum(loads) == 500 and max(loads) <= capacity
+
+
+@pytest.mark.parametrize("count, capacity", [(140, 4), (56, 10)])
+def test_capacity_with_headroom_moves_little(count: int, capacity: int) -> None:
+    """About 10% spare places: adding a shard moves at most ~3x what plain HRW moves, mostly onto the
+    new shard; adding or removing a stream moves (almost) nothing else."""
+    before = placement(FIVE_HUNDRED, count, capacity)
+    after = placement(FIVE_HUNDRED, count + 1, capacity)
+    changes = [n for n in FIVE_HUNDRED if before[n] != after[n]]
+    hrw = len(FIVE_HUNDRED) / (count + 1)
+    assert 0 < len(changes) <= 3 * hrw + 3, (len(changes), hrw)
+    assert sum(after[n] == count for n in changes) >= len(changes) / 2
+    for names in (FIVE_HUNDRED + ["zz-new"], FIVE_HUNDRED + ["aa-new"], FIVE_HUNDRED[1:]):
+        other = placement(names, count, capacity)
+        assert sum(1 for n in names if n in before and other[n] != before[n]) <= 2
+    print(f"\n[sharding] 500 streams, capacity {capacity}: {count} -> {count + 1} shards moved {len(changes)} "
+          f"(plain HRW ~{hrw:.1f})")
+
+
+def test_capacity_overflow_still_places_every_stream() -> None:
+    where = placement(FIVE_HUNDRED[:20], 3, capacity=5)
+    assert len(where) == 20 and set(where.values()) <= {0, 1, 2}
+    loads = [len(v) for v in assign(FIVE_HUNDRED[:20], 3, capacity=5).values()]
+    assert min(loads) == 5 and sum(loads) == 20  # every shard full first, then the rest on their first choice
+
+
+def test_daemon_and_check_use_the_capacity(tmp_path: Path) -> None:
+    config = parse_config(config_text("shard: {count: 2, capacity: 3}"))
+    owned = [[s.name for s in Daemon(config, shard=Shard(i, 2)).owned_streams(config)] for i in range(2)]
+    assert sorted(owned[0] + owned[1]) == sorted(s.name for s in config.streams)
+    assert [len(o) for o in owned] == [3, 3]
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text("shard: {count: 2, capacity: 2}"))
+    out = run_cli("--check", "--config", str(path))
+    assert out.returncode == 0 and "warning: 6 streams exceed 2 shard(s) x capacity 2 = 4 places" in out.stderr
+
+
+def test_capacity_placement_ignores_the_order_in_the_file() -> None:
+    shuffled = FIVE_HUNDRED[::-1]
+    assert placement(shuffled, 56, 10) == placement(FIVE_HUNDRED, 56, 10)
 
 
 # ------------------------------------------------------------------------------------------------
