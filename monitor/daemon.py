@@ -96,6 +96,7 @@ class Daemon:
         self.on_tick.append(lambda: self.checks.tick(time.monotonic()))
         self.streams: dict[str, StreamRuntime] = {}
         self.scheduler: Scheduler | None = None
+        self.engine_spec: str | None = None  # the spec the running engine was loaded from
         self.server: MetricsServer | None = None
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -161,6 +162,7 @@ class Daemon:
 
     def start_engine(self) -> None:
         selection = load_engine(self.config.engine, self.base_dir, warm_up_batch=1)
+        self.engine_spec = selection.spec
         self.scheduler = Scheduler(
             selection.engine, self.metrics,
             max_batch=self.config.engine.max_batch,
@@ -272,6 +274,14 @@ class Daemon:
             log.error("new engine configuration failed; keeping the running engine",
                       extra={"event": "engine_reload_failed", "reason": str(exc)})
             return False
+        failed_now = next((s for s in selection.skipped if s.spec == self.engine_spec), None)
+        if failed_now is not None:  # the running engine is preferred but failed to load: the rest is worse
+            log.error("new engine configuration only loads a fallback; keeping the running engine",
+                      extra={"event": "engine_reload_failed", "running": self.engine_spec, "offered": selection.spec,
+                             "reason": failed_now.reason})
+            selection.engine.close()
+            return False
+        self.engine_spec = selection.spec
         if new.engine.max_batch > self.scheduler.max_batch:
             # the batch buffer is preallocated and in use by the scheduler thread
             log.warning("engine.max_batch can only grow with a restart",
