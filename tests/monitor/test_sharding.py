@@ -250,3 +250,19 @@ def test_yaml_numbers_and_strings_agree() -> None:
     a = parse_config(config_text("shard: {count: 4, index: 1}"))
     b = parse_config(config_text("shard: {count: '4', index: '1'}"))
     assert a.shard == b.shard
+
+
+def test_a_shard_left_empty_by_the_hashing_is_ready() -> None:
+    """Hashing can leave a shard without streams; it must not block a StatefulSet rollout (readiness)."""
+    config = parse_config(config_text("engine: {prefer: [classical]}", streams=1))
+    empty = 1 - owner("cam0", 2)
+    daemon = Daemon(config, shard=Shard(empty, 2))
+    try:
+        daemon.start_engine()
+        daemon.start_streams()
+        assert daemon.streams == {}
+        assert daemon.readiness() == (True, f"ready: shard {empty}/2 runs none of the 1 configured streams")
+        assert daemon.registry.get_sample_value("vqa_streams_owned") == 0
+        assert daemon.registry.get_sample_value("vqa_shard_info", {"shard": str(empty), "shards": "2"}) == 1
+    finally:
+        daemon.shutdown()

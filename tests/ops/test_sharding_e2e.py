@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import yaml
-from servers import DaemonProcess, Scrape, daemon_config, free_port, wait_until
+from monitoring_stack import PROMETHEUS, Prometheus, missing_binaries
+from servers import REPO, DaemonProcess, Scrape, daemon_config, free_port, wait_until
 
 from monitor.sharding import assign, owner
 
 pytestmark = pytest.mark.slow
 
 URL = "lavfi:testsrc2=size=320x240:rate=10"
+SHARDS_EXAMPLE = REPO / "prometheus" / "prometheus.shards.example.yml"
 CONVERGE_S = 90.0  # streams open in ~1 s; the first window needs 0.7 s of frames; slack for a loaded machine
 
 
@@ -140,10 +142,37 @@ def test_three_then_four_shards_run_every_stream_exactly_once(fleet: Fleet) -> N
         assert changes and changes[-1]["shard"] == f"{index}/4" and changes[-1]["previous_shard"] == f"{index}/3"
 
 
-def test_dashboards_aggregate_across_shards(fleet: Fleet, prometheus) -> None:
-    """Every panel query of the committed dashboards against a real Prometheus scraping two shards:
-    each per-stream series comes from the one instance that runs the stream, and the overview's
-    aggregates add both instances up."""
+def example_prometheus(workdir: Path, targets: list[str]) -> Prometheus:
+    """prometheus/prometheus.shards.example.yml's static job, pointed at ``targets``, at test timings."""
+    example = yaml.safe_load(SHARDS_EXAMPLE.read_text())
+    job = next(j for j in example["scrape_configs"] if j["job_name"] == "vqa-monitor")
+    job.update(static_configs=[{"targets": targets}], scrape_interval="1s", scrape_timeout="1s")
+    prom = Prometheus(workdir, targets)
+    prom.config_path.write_text(yaml.safe_dump(
+        {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": [job]}))
+    return prom
+
+
+@pytest.fixture
+def shards_prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], Prometheus]]:
+    reason = missing_binaries(PROMETHEUS)
+    if reason:
+        pytest.skip(reason)
+    started: list[Prometheus] = []
+
+    def start(targets: list[str]) -> Prometheus:
+        started.append(example_prometheus(tmp_path / "prometheus", targets))
+        return started[-1].start()
+
+    yield start
+    for prom in started:
+        prom.close()
+
+
+def test_dashboards_aggregate_across_shards(fleet: Fleet, shards_prometheus) -> None:
+    """Every panel query of the committed dashboards against a real Prometheus, configured as the
+    shipped multi-shard example, scraping two shards: each per-stream series comes from the one
+    instance that runs the stream, and the overview's aggregates add both instances up."""
     pytest.importorskip("grafana_foundation_sdk", reason="pip install grafana-foundation-sdk (test extra)")
     from test_dashboards import QUERY_DEADLINE_S, RANGE_S, STEP_S, _check_answer, _committed_targets, _expand
 
@@ -153,7 +182,7 @@ def test_dashboards_aggregate_across_shards(fleet: Fleet, prometheus) -> None:
     for _ in range(2):
         fleet.start(config)
     wait_until(lambda: converged(fleet, names, 2), CONVERGE_S, interval=0.5, what="2 shards converged")
-    prom = prometheus([f"127.0.0.1:{p.port}" for p in fleet.instances])
+    prom = shards_prometheus([f"127.0.0.1:{p.port}" for p in fleet.instances])
     instances = {f"127.0.0.1:{p.port}": i for i, p in enumerate(fleet.instances)}
     targets = _committed_targets()
     runs = [(t, s) for t in targets for s in (names if t["per_stream"] else [None])]
@@ -187,6 +216,7 @@ def test_dashboards_aggregate_across_shards(fleet: Fleet, prometheus) -> None:
     aqs = prom.query("vqa_aqs")["data"]["result"]
     assert sorted(s["metric"]["stream"] for s in aqs) == sorted(names)
     assert prom.value("sum(vqa_streams_owned)") == len(names)
+    assert prom.value('count(up{job="vqa-monitor"} == 1)') == 2  # the job VqaMonitorDown matches
     assert prom.value("count(vqa_shard_info)") == 2
     assert prom.value('count(count by (instance) (vqa_stream_up))') == 2
     # both instances feed "Windows scored / s (all streams)"
