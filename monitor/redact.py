@@ -89,7 +89,7 @@ def _mask_url(text: str, scheme: str, begin: int, end: int) -> str:
             out.append(_mask_userinfo(userinfo) + "@")
             authority = at + 1
     path = text.find("/", authority, query)
-    if scheme.lower().startswith("rtmp") and path >= 0:
+    if "rtmp" in scheme.lower() and path >= 0:  # rtmp, rtmps, rtmpt, rtmpe, rtmpte...
         key = text.find("/", path + 1, query)  # rtmp://host/app/KEY: everything after the app is the key
         if 0 <= key < query - 1:
             out.append(text[authority:key + 1] + MASK)
