@@ -5,26 +5,35 @@
 ``quality`` is the model's VMAF-like estimate (0..1), ``p_k`` the probability that artifact k is
 present, ``s_k`` its intensity (0..1) and ``w_k`` a per-artifact weight in 0..1 (how much a fully
 present, full-strength artifact takes away). Every factor is in [0, 1] and shrinks as p_k or s_k
-grow, so more artifact evidence never raises the score, and the whole range 0..1 is reachable.
+grow, so more artifact evidence never raises the score, and the whole range 0..1 is reachable
+(``quality`` spans it).
+
+The weights are fitted, not chosen: ``export.fit_aqs`` fits them to VMAF on windows the shipped
+default never trained on and writes them, with how they were fitted, to ``models/aqs.json``. The
+artifact a window is blamed for is the one with the most evidence ``p_k * s_k``, whatever its weight.
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 
 from engines.contract import ARTIFACTS
 
-ARTIFACT_WEIGHTS: dict[str, float] = {
-    "blocking": 0.6,
-    "ringing": 0.35,
-    "ghosting": 0.5,
-    "judder": 0.4,
-    "gaussian_noise": 0.5,
-    "impulse_noise": 0.6,
-    "motion_blur": 0.45,
-    "defocus_blur": 0.55,
-    "color_banding": 0.4,
-    "saturation": 0.35,
-}
+WEIGHTS_FILE = Path(__file__).resolve().parent / "models" / "aqs.json"
+
+
+def load_weights(path: Path = WEIGHTS_FILE) -> dict[str, float]:
+    """Per-artifact weights from ``path``; ValueError naming the file if one is missing or not in 0..1."""
+    weights = json.loads(path.read_text())["weights"]
+    bad = [name for name in ARTIFACTS if not 0.0 <= float(weights.get(name, -1.0)) <= 1.0]
+    if bad or set(weights) != set(ARTIFACTS):
+        raise ValueError(f"{path}: weights must be one value in 0..1 for each of {', '.join(ARTIFACTS)} (bad: {bad})")
+    return {name: float(weights[name]) for name in ARTIFACTS}
+
+
+ARTIFACT_WEIGHTS: dict[str, float] = load_weights()
 _WEIGHTS = np.array([ARTIFACT_WEIGHTS[name] for name in ARTIFACTS], dtype=np.float32)
 
 # (lower bound, name), best first; a score belongs to the first band whose bound it reaches.
@@ -54,5 +63,5 @@ def quality_level(score: float) -> str:
 
 
 def dominant_artifact(probabilities: np.ndarray, intensities: np.ndarray) -> str:
-    """Name of the artifact that takes the most away from one window's score."""
-    return ARTIFACTS[int(np.argmax(_WEIGHTS * np.asarray(probabilities) * np.asarray(intensities)))]
+    """Name of the artifact with the most evidence (probability x intensity) in one window."""
+    return ARTIFACTS[int(np.argmax(np.asarray(probabilities) * np.asarray(intensities)))]

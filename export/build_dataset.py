@@ -137,6 +137,12 @@ HELDOUT_GENERATORS: dict[str, tuple[str, ...]] = {
     "defocus": ("ff_gblur",), "motion_blur": ("ff_tmix",), "ghosting": ("ff_lagfun",), "judder": ("ff_fps",),
     "color_banding": ("ff_lutyuv",), "saturation": ("ff_hue",),
 }
+# the artifact each family makes (the one its held-out generator is tested for)
+FAMILY_ARTIFACT = {"encoder": "blocking", "gaussian_noise": "gaussian_noise", "impulse_noise": "impulse_noise",
+                   "defocus": "defocus_blur", "motion_blur": "motion_blur", "ghosting": "ghosting", "judder": "judder",
+                   "color_banding": "color_banding", "saturation": "saturation"}
+HELDOUT_IMPLEMENTATIONS = {family: {name: GENERATORS[family][name] for name in names}
+                           for family, names in HELDOUT_GENERATORS.items()}
 ABR_FACTORS = (1.5, 2.0, 3.0)
 RATE_CONVERSIONS = (8.333, 10.0, 12.5, 15.0)
 
@@ -155,9 +161,9 @@ def _encode_op(name: str, rng: np.random.Generator) -> dict:
     return {"op": "encode", "encoder": name, "value": value, "preset": str(rng.choice(["veryfast", "faster", "medium"]))}
 
 
-def _sample_broad_op(family: str, rng: np.random.Generator) -> dict:
-    """One degradation of ``family`` by one of its :data:`GENERATORS`, over the perceptible range."""
-    name = _pick(rng, GENERATORS[family])[0]
+def _sample_broad_op(family: str, rng: np.random.Generator, implementations: dict = GENERATORS) -> dict:
+    """One degradation of ``family`` by one of its ``implementations``, over the perceptible range."""
+    name = _pick(rng, implementations[family])[0]
     if family == "encoder":
         if name != "abr":
             return _encode_op(name, rng)
@@ -193,7 +199,8 @@ def light_encode(rng: np.random.Generator, generators: str) -> dict:
     """A high-quality encode: x264 CRF 18-23 (classic), or the light end of any codec (broad)."""
     if generators == "classic":
         return {"op": "encode", "encoder": "x264", "value": float(rng.integers(18, 24)), "preset": "veryfast"}
-    name = str(rng.choice(list(LIGHT_ENCODES)))
+    names = [n for n in LIGHT_ENCODES if generators != "heldout" or n in HELDOUT_GENERATORS["encoder"]]
+    name = str(rng.choice(names))
     lo, hi = LIGHT_ENCODES[name]
     return {"op": "encode", "encoder": name, "value": float(rng.integers(lo, hi + 1)), "preset": "veryfast"}
 
@@ -220,9 +227,11 @@ def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_h
     with probability ``p_clean``, a light x264 encode (CRF 18-23) with ``p_light_encode``, and
     otherwise gets 1-3 degradations. Independently, its reference is graded (monochrome or tinted)
     with probability ``p_grade``, drawn from a separate stream so the rest of the plan does not move.
-    ``generators``: "classic" (one implementation per family, the plan of the first datasets) or
-    "broad" (:data:`GENERATORS`)."""
-    sample = _sample_op if generators == "classic" else _sample_broad_op
+    ``generators``: "classic" (one implementation per family, the plan of the first datasets),
+    "broad" (:data:`GENERATORS`) or "heldout" (only :data:`HELDOUT_GENERATORS`, one at a time: the
+    held-out-generator test set)."""
+    sample = {"classic": _sample_op, "broad": _sample_broad_op,
+              "heldout": lambda f, r: _sample_broad_op(f, r, HELDOUT_IMPLEMENTATIONS)}[generators]
     kinds = {s.name: s.kind for s in sources}
     specs: dict[str, list[dict]] = {}
     for split_name, n in (("train", n_train), ("heldout", n_heldout)):
@@ -239,7 +248,7 @@ def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_h
             elif r < p_clean + p_light_encode:
                 ops = [light_encode(rng, generators)]
             else:
-                k = int(rng.choice([1, 2, 3], p=[0.55, 0.33, 0.12]))
+                k = 1 if generators == "heldout" else int(rng.choice([1, 2, 3], p=[0.55, 0.33, 0.12]))
                 weights = dict(FAMILY_WEIGHTS)
                 if kinds[src] == "video":  # real video: no synthetic-motion families
                     for m in MOTION_FAMILIES:
@@ -619,7 +628,7 @@ class Builder:
             "generators": self.generators,
             "generator_weights": {"families": FAMILY_WEIGHTS, "encoders": ENCODER_WEIGHTS, "encoder_ranges": ENCODER_RANGES,
                                   **({"implementations": GENERATORS, "heldout_generators": HELDOUT_GENERATORS,
-                                      "light_encodes": LIGHT_ENCODES} if self.generators == "broad" else {}),
+                                      "light_encodes": LIGHT_ENCODES} if self.generators != "classic" else {}),
                                   "p_clean": self.p_clean, "p_light_encode": self.p_light_encode, "p_grade": self.p_grade,
                                   "tint_amount": TINT_AMOUNT, "desaturation_factors": DESATURATION_FACTORS,
                                   "oversaturation_factors": OVERSATURATION_FACTORS},
@@ -704,8 +713,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p-clean", type=float, default=P_CLEAN, help="share of clean clips")
     ap.add_argument("--p-light-encode", type=float, default=P_LIGHT_ENCODE, help="share of light x264 encodes")
     ap.add_argument("--p-grade", type=float, default=P_GRADE, help="share of clips with a monochrome or tinted reference")
-    ap.add_argument("--generators", choices=("broad", "classic"), default="broad",
-                    help="broad: several implementations per artifact family (GENERATORS); classic: the first datasets' plan")
+    ap.add_argument("--generators", choices=("broad", "classic", "heldout"), default="broad",
+                    help="broad: several implementations per artifact family (GENERATORS); classic: the first "
+                         "datasets' plan; heldout: only HELDOUT_GENERATORS, one per clip (a test set)")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new clips (0: all)")
     ap.add_argument("--summary", action="store_true", help="only rewrite the manifest and print the summary")
     args = ap.parse_args(argv)

@@ -118,12 +118,14 @@ def middle_frames(path: Path, windows: list[int]) -> dict[int, np.ndarray]:
 
 
 def peer_scores(data: dict[str, np.ndarray], manifest: dict, data_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """PIQE and BRISQUE for every held-out window whose clip file exists; returns the rows used."""
+    """PIQE, BRISQUE and FFmpeg's blockdetect / blurdetect for every held-out window whose clip file
+    exists; returns the rows used."""
     from tqdm import tqdm
 
-    from export.peers import Brisque, piqe
+    from export.peers import FFMPEG_DETECTORS, Brisque, ffmpeg_detector, piqe
 
     brisque = Brisque()
+    detected: dict[str, list[float]] = {name: [] for name in FFMPEG_DETECTORS}
     files = {m["clip_id"]: m.get("distorted") for m in manifest["clips"] if m["split"] == "heldout"}
     rows, piqe_scores, brisque_scores = [], [], []
     by_clip: dict[int, list[int]] = {}
@@ -141,7 +143,22 @@ def peer_scores(data: dict[str, np.ndarray], manifest: dict, data_dir: Path) -> 
             rows.append(r)
             piqe_scores.append(piqe(rgb))
             brisque_scores.append(brisque(rgb))
-    return np.asarray(rows, dtype=np.int64), {"piqe": np.asarray(piqe_scores), "brisque": np.asarray(brisque_scores)}
+            for name, values in detected.items():
+                values.append(ffmpeg_detector(rgb, name))
+    return np.asarray(rows, dtype=np.int64), {"piqe": np.asarray(piqe_scores), "brisque": np.asarray(brisque_scores),
+                                              **{name: np.asarray(v) for name, v in detected.items()}}
+
+
+# the artifacts each FFmpeg detector is a peer for (higher detector value = more of it)
+DETECTOR_ARTIFACTS = {"blockdetect": ("blocking",), "blurdetect": ("defocus_blur", "motion_blur")}
+
+
+def detector_aucs(peers: dict[str, np.ndarray], presence: np.ndarray) -> dict[str, dict[str, float]]:
+    """ROC-AUC of FFmpeg's detectors for the artifacts they detect, on the peer windows."""
+    from export.metrics import roc_auc
+
+    return {name: {a: roc_auc(peers[name], presence[:, ARTIFACTS.index(a)]) for a in artifacts}
+            for name, artifacts in DETECTOR_ARTIFACTS.items()}
 
 
 def score_files(files: list[Path], engine: str) -> list[dict]:
@@ -225,6 +242,75 @@ def graded_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int,
     return report
 
 
+def generator_families(models: dict[str, Path], data: dict[str, np.ndarray], threads: int) -> dict:
+    """The held-out-generator test set (``build_dataset --generators heldout``: one held-out
+    implementation per clip, on held-out sources), per generator: windows, mean VMAF, mean AQS and
+    quality, their SROCC against VMAF, and the ROC-AUC of the family's artifact for its damaged
+    windows against the set's clean windows."""
+    from export.build_dataset import FAMILY_ARTIFACT, HELDOUT_GENERATORS, tag_generators
+    from export.metrics import roc_auc
+
+    generators = [set(tag_generators(str(t))) for t in data["degradation"]]
+    clean = data["presence"].sum(1) == 0
+    report: dict = {"windows": int(len(clean)), "clean_windows": int(clean.sum()), "generators": {}}
+    outputs = {}
+    for name, path in models.items():
+        run = classical_outputs if path.suffix == ".json" else onnx_outputs
+        outputs[name] = run(path, data["windows"], threads)
+    for family, names in HELDOUT_GENERATORS.items():
+        k = ARTIFACTS.index(FAMILY_ARTIFACT[family])
+        for generator in names:
+            made = np.array([generator in g for g in generators])
+            damaged = made & (data["presence"][:, k] > 0.5)
+            entry: dict = {"family": family, "artifact": FAMILY_ARTIFACT[family], "windows": int(made.sum()),
+                           "damaged_windows": int(damaged.sum()),
+                           "vmaf_mean": float(100 * data["quality"][made].mean()) if made.any() else None}
+            for name, (quality, logits, intensity) in outputs.items():
+                score = aqs(quality, np_sigmoid(logits), intensity)
+                both = damaged | clean
+                entry[name] = {"aqs_mean": float(score[made].mean()) if made.any() else None,
+                               "quality_mean": float(quality[made].mean()) if made.any() else None,
+                               "aqs_srocc": srocc(score[made], data["quality"][made]),
+                               "quality_srocc": srocc(quality[made], data["quality"][made]),
+                               "auc": roc_auc(logits[both, k], damaged[both])}
+            report["generators"][generator] = entry
+    for name in outputs:
+        aucs = [e[name]["auc"] for e in report["generators"].values()]
+        report[name] = {"min_auc": float(np.nanmin(aucs)), "mean_auc": mean_defined(aucs)}
+    return report
+
+
+CRF_LADDER = (18, 26, 34, 42, 46, 51)
+MONOTONE_TOLERANCE = 0.02  # an AQS step up smaller than this along the ladder still counts as monotone
+
+
+def crf_ladder(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
+    """Each held-out reference encoded by x264 at every CRF of :data:`CRF_LADDER`, scored by
+    ``vqa-monitor score``: is AQS non-increasing along the ladder, as VMAF is?"""
+    from export.degrade import decode_rgb, encode
+    from export.vmaf import vmaf_frames
+
+    refs = [r for r in (locate(ref, data_dir, "refs") for ref in spread_over_sources(manifest, limit)) if r is not None]
+    files, vmaf = [], []
+    for ref_path in refs:
+        frames = decode_rgb(ref_path)
+        for crf in CRF_LADDER:
+            path = encode(frames, work / f"{ref_path.stem}.x264crf{crf}.mkv", "x264", crf, preset="medium")[0]
+            files.append(path)
+            vmaf.append(float(vmaf_frames(path, ref_path, n_threads=2).mean()))
+    n = len(CRF_LADDER)
+    report: dict = {"ladder": list(CRF_LADDER), "tolerance": MONOTONE_TOLERANCE, "references": len(refs),
+                    "vmaf_mean": [float(np.mean(vmaf[i::n])) for i in range(n)]}
+    for engine in engines:
+        scores = np.array([r["aqs"] for r in score_files(files, engine)]).reshape(len(refs), n)
+        steps = np.diff(scores, axis=1)
+        report[engine] = {"aqs_mean": scores.mean(0).round(4).tolist(),
+                          "monotone": int((steps <= MONOTONE_TOLERANCE).all(1).sum()),
+                          "strictly_monotone": int((steps <= 0).all(1).sum()),
+                          "srocc_vs_vmaf": srocc(scores.reshape(-1), np.array(vmaf))}
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset")
@@ -235,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated engine specs for the clean / CRF 46 check")
     parser.add_argument("--clean-clips", type=int, default=0, help="held-out references to check (0: all)")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--more-heldout", type=lambda v: [Path(x) for x in v.split(",") if x], default=[],
+                        help="more datasets (comma-separated) whose held-out split every model is measured on too")
+    parser.add_argument("--generators-data", type=Path, default=REPO / "data" / "genx" / "dataset",
+                        help="the held-out-generator test set (build_dataset --generators heldout)")
     args = parser.parse_args(argv)
 
     started = time.time()
@@ -249,13 +339,22 @@ def main(argv: list[str] | None = None) -> int:
         rows, peers = peer_scores(data, manifest, args.data)
         target = data["quality"][rows]
         report["peer_windows"] = int(len(rows))
-        report["peers"] = {name: {"srocc": srocc(-s, target), "plcc": plcc(-s, target), "mean": float(s.mean())}
-                           for name, s in peers.items()}
+        report["peers"] = {name: {"srocc": srocc(-peers[name], target), "plcc": plcc(-peers[name], target),
+                                  "mean": float(peers[name].mean())} for name in ("piqe", "brisque")}
+        report["detector_auc"] = detector_aucs(peers, data["presence"][rows])
         report["models_on_peer_windows"] = {
-            name: {k: v for k, v in model_metrics(p, data, rows, args.threads).items() if k not in ("auc", "positives")}
+            name: {k: v for k, v in model_metrics(p, data, rows, args.threads).items() if k != "positives"}
             for name, p in models.items()
         }
+    report["more_heldout"] = {}
+    for extra in args.more_heldout:
+        split = load_heldout(extra / "heldout")
+        rows = np.arange(len(split["quality"]))
+        report["more_heldout"][str(extra)] = {name: model_metrics(p, split, rows, args.threads) for name, p in models.items()}
+    if (args.generators_data / "heldout").exists():
+        report["heldout_generators"] = generator_families(models, load_heldout(args.generators_data / "heldout"), args.threads)
     with tempfile.TemporaryDirectory() as tmp:
+        report["crf_ladder"] = crf_ladder(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
         report["clean_vs_crf46"] = clean_and_crf46(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
         report["graded_clean"] = graded_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
     report["seconds"] = round(time.time() - started, 1)

@@ -164,6 +164,124 @@ def _epoch_table(model: str, log: list[dict]) -> list[str]:
     return [*lines, "", "</details>", ""]
 
 
+TRAINED_MODELS = ("aqs_effnet_lite0", "aqs_effnet_b0", "aqs_mnv3_small")
+COMPARISON_NAMES = {"lite0_imagenet": "EfficientNet-Lite0 from ImageNet weights",
+                    "b0_from_lite0": "EfficientNet-B0 from Lite0's convolutions and batch norms",
+                    "b0_scratch": "EfficientNet-B0 from random initialisation"}
+
+
+def backbone_comparison(runs: Path) -> list[str]:
+    """The backbones trained on the same data with the same budget (``runs/compare/<name>/<model>``)."""
+    rows = []
+    for name, title in COMPARISON_NAMES.items():
+        logs = sorted((runs / "compare" / name).glob("*/log.jsonl"))
+        if logs:
+            last = _read_jsonl(logs[0])[-1]
+            rows.append(f"| {title} | `{logs[0].parent.name}` | {last['epoch']} | {last['train_windows']} | "
+                        f"{_f(last.get('heldout_srocc'))} | {_f(last.get('heldout_plcc'))} | {_f(last.get('heldout_mean_auc'))} | "
+                        f"{last['elapsed_s'] / 60:.1f} |")
+    if not rows:
+        return []
+    return ["### Backbones compared on the same data and budget", "",
+            "Each trained with `export.train --epochs 1 --crop-fragments 4 --full-epochs 0 --batch-size 24 --warmup 0.1` "
+            "on the first dataset's training split (pretrained backbones at 0.3x the learning rate), measured on its "
+            "held-out split at the full 7x7 mosaic.", "",
+            "| backbone | model | epochs | training windows | quality SROCC | PLCC | mean artifact AUC | minutes |",
+            "|---|---|---|---|---|---|---|---|", *rows, ""]
+
+
+def aqs_fit_section(models_dir: Path) -> list[str]:
+    """The fitted AQS weights (``models/aqs.json``, written by ``export.fit_aqs``)."""
+    path = models_dir / "aqs.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    fitted = data.get("fitted")
+    lines = ["## How the outputs combine into AQS", "",
+             "AQS = quality x prod_k (1 - w_k p_k s_k), weights in `aqs.json`:", "",
+             "| " + " | ".join(data["weights"]) + " |", "|" + "---|" * len(data["weights"]),
+             "| " + " | ".join(f"{w:.3f}" for w in data["weights"].values()) + " |", ""]
+    if fitted:
+        after, before = fitted["after"], fitted.get("before") or {}
+        lines += [f"Fitted by `python -m export.fit_aqs` (least squares against VMAF/100, each weight bounded to 0..1) on "
+                  f"{fitted['calibration_windows']} calibration windows of `{fitted['model']}`: every 10th training "
+                  "shard, kept out of its training (`export.train --calibration`). On those windows AQS SROCC "
+                  f"{_f(before.get('aqs_srocc'))} with the previous weights, {_f(after['aqs_srocc'])} fitted; the quality "
+                  f"output alone {_f(after['quality_srocc'])}.", ""]
+    return lines
+
+
+def split_table(report: dict) -> list[str]:
+    """Every model on every further held-out split (``export.evaluate --more-heldout``)."""
+    lines = []
+    for split, models in report.get("more_heldout", {}).items():
+        first = next(iter(models.values()))
+        lines += [f"### Held-out split of `{split}` ({first['windows']} windows)", "",
+                  "| model | quality SROCC | quality PLCC | AQS SROCC | AQS PLCC | mean artifact ROC-AUC | clean-window AQS |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| `{name}` | {_f(m['quality_srocc'])} | {_f(m['quality_plcc'])} | {_f(m['aqs_srocc'])} | "
+                  f"{_f(m['aqs_plcc'])} | {_f(m['mean_auc'])} | {_f(m['clean_windows_mean_aqs'])} |" for name, m in models.items()]
+        lines.append("")
+    return lines
+
+
+def detector_table(report: dict) -> list[str]:
+    """FFmpeg's blockdetect / blurdetect against the models' artifact AUCs on the same windows."""
+    detectors = report.get("detector_auc")
+    if not detectors:
+        return []
+    models = report.get("models_on_peer_windows", {})
+    lines = ["### Artifact peers: FFmpeg's blockdetect and blurdetect", "",
+             f"ROC-AUC on the same {report.get('peer_windows')} windows (each detector on the whole decoded middle frame).", "",
+             "| artifact | " + " | ".join(f"`{d}`" for d in detectors) + " | " + " | ".join(f"`{m}`" for m in models) + " |",
+             "|---|" + "---|" * (len(detectors) + len(models))]
+    for artifact in sorted({a for aucs in detectors.values() for a in aucs}):
+        cells = [_f(aucs.get(artifact)) if artifact in aucs else "" for aucs in detectors.values()]
+        cells += [_f(m.get("auc", {}).get(artifact)) for m in models.values()]
+        lines.append(f"| {artifact} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def generator_table(report: dict) -> list[str]:
+    """Per held-out generator: VMAF, AQS, quality and the family's AUC (``export.evaluate``)."""
+    gens = report.get("heldout_generators")
+    if not gens:
+        return []
+    models = [k for k in gens if k not in ("windows", "clean_windows", "generators")]
+    lines = ["## Held-out generators", "",
+             f"One implementation per artifact family never appears in the generalisation run's training data "
+             f"(`export.build_dataset.HELDOUT_GENERATORS`); the test set (`build_dataset --generators heldout`: "
+             f"{gens['windows']} windows on the held-out sources, {gens['clean_windows']} of them clean) has one of them per clip. "
+             "AUC: the family's artifact logit, the generator's damaged windows against the clean windows.", "",
+             "| generator | family | windows | VMAF | " + " | ".join(f"`{m}` AQS / quality / AUC" for m in models) + " |",
+             "|---|---|---|---|" + "---|" * len(models)]
+    for name, g in gens["generators"].items():
+        cells = [f"{_f(g[m]['aqs_mean'], 2)} / {_f(g[m]['quality_mean'], 2)} / {_f(g[m]['auc'])}" for m in models]
+        lines.append(f"| `{name}` | {g['family']} | {g['windows']} | {_f(g['vmaf_mean'], 1)} | " + " | ".join(cells) + " |")
+    lines += ["", "Lowest family AUC: " + ", ".join(f"`{m}` {_f(gens[m]['min_auc'])}" for m in models) + ".", ""]
+    return lines
+
+
+def ladder_table(report: dict) -> list[str]:
+    ladder = report.get("crf_ladder")
+    if not ladder:
+        return []
+    engines = [k for k in ladder if k not in ("ladder", "tolerance", "references", "vmaf_mean")]
+    lines = ["## Along an x264 CRF ladder", "",
+             f"{ladder['references']} held-out references encoded at CRF {', '.join(map(str, ladder['ladder']))} "
+             "(preset medium), scored by `vqa-monitor score`. Monotone: AQS never rises by more than "
+             f"{ladder['tolerance']} from one rung to the next.", "",
+             "| | " + " | ".join(f"CRF {c}" for c in ladder["ladder"]) + " | monotone | strictly | SROCC vs VMAF |",
+             "|---|" + "---|" * (len(ladder["ladder"]) + 3),
+             "| VMAF | " + " | ".join(f"{v:.1f}" for v in ladder["vmaf_mean"]) + " | | | |"]
+    for e in engines:
+        m = ladder[e]
+        lines.append(f"| `{e}` | " + " | ".join(f"{v:.2f}" for v in m["aqs_mean"]) +
+                     f" | {m['monotone']}/{ladder['references']} | {m['strictly_monotone']}/{ladder['references']} | "
+                     f"{_f(m['srocc_vs_vmaf'])} |")
+    return [*lines, ""]
+
+
 def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | None = None,
                  data_manifest: Path | None = None) -> str:
     """The card of the trained models, from the evaluation report, training logs and quantisation reports."""
@@ -245,7 +363,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
 
     w("## Training")
     w("")
-    for model in ("aqs_effnet_b0", "aqs_mnv3_small"):
+    for model in TRAINED_MODELS:
         stages = training_stages(runs / model, repo)
         if not stages:
             w(f"- `{model}`: no training log found.")
@@ -266,7 +384,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
             if command:
                 w(f"  Command: `{command}`")
     w("")
-    for model in ("aqs_effnet_b0", "aqs_mnv3_small"):
+    for model in TRAINED_MODELS:
         stages = training_stages(runs / model, repo)
         for number, (_, log) in enumerate(stages, 1):
             out += _epoch_table(f"{model} stage {number}" if len(stages) > 1 else model, log)
@@ -275,6 +393,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
       "what runs in production. The weights shipped are those of the last epoch (the held-out split is only "
       "watched, never used to pick an epoch).")
     w("")
+    out += backbone_comparison(runs)
     w("Per-epoch logs: above, and `runs/<model>/log.jsonl` (not shipped). Export: `python -m export.export_onnx --model NAME "
       "--weights runs/NAME/weights.pt --out engines/models/NAME.onnx` (opset 18, dynamic batch, parity vs torch "
       "checked); int8: `python -m export.quantize`; card: `python -m export.model_card --report runs/evaluation.json`.")
@@ -306,6 +425,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
         w("PIQE: own numpy implementation of the published algorithm (`export/peers.py`; pyiqa's torchvision does not "
           "import beside the CPU torch). BRISQUE: OpenCV contrib with Debian opencv-data's LIVE model.")
         w("")
+        out += detector_table(report)
     if models:
         w("### Per-artifact ROC-AUC (held-out; positives in brackets)")
         w("")
@@ -317,6 +437,10 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
             w(f"| {a} ({first['positives'][a]}) | " + " | ".join(_f(models[n]['auc'][a]) for n in names) + " |")
         w("")
 
+    out += split_table(report)
+    out += generator_table(report)
+    out += ladder_table(report)
+    out += aqs_fit_section(models_dir)
     quant = [json.loads(p.read_text()) for p in sorted(runs.glob("quantize_*.json"))]
     if quant:
         w("## int8 (static QDQ, per-channel, ONNX Runtime) vs fp32")

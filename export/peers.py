@@ -1,4 +1,5 @@
-"""Classical no-reference peers for the model card: PIQE and BRISQUE, on whole decoded frames.
+"""Classical no-reference peers for the model card: PIQE and BRISQUE (quality), FFmpeg's blockdetect and
+blurdetect (artifacts), on whole decoded frames.
 
 * PIQE (Venkatanath et al., "Blind image quality evaluation using perception based features",
   NCC 2015), implemented here in vectorised numpy after the published algorithm and MATLAB's
@@ -94,3 +95,24 @@ class Brisque:
         """BRISQUE score of an RGB ``[H, W, 3]`` uint8 image (0 best)."""
         bgr = np.ascontiguousarray(np.asarray(image)[..., ::-1])
         return float(self._cv2.quality.QualityBRISQUE_compute(bgr, self.model, self.range)[0])
+
+
+FFMPEG_DETECTORS = {"blockdetect": "lavfi.block", "blurdetect": "lavfi.blur"}  # filter -> metadata key
+
+
+def ffmpeg_detector(image: np.ndarray, name: str) -> float:
+    """FFmpeg's own ``blockdetect`` or ``blurdetect`` (PyAV's filter graph) on one RGB frame, on its
+    yuv420p luma as a decoder delivers it; higher means more blocking / more blur."""
+    from fractions import Fraction
+
+    import av
+
+    height, width = image.shape[:2]
+    graph = av.filter.Graph()
+    nodes = [graph.add_buffer(width=width, height=height, format="rgb24", time_base=Fraction(1, 25)),
+             graph.add("format", "yuv420p"), graph.add(name), graph.add("buffersink")]
+    graph.link_nodes(*nodes).configure()
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    frame.pts = 0
+    graph.push(frame)
+    return float(graph.pull().metadata[FFMPEG_DETECTORS[name]])

@@ -34,12 +34,13 @@ def memmap_member(path: Path, name: str) -> np.ndarray:
 class ShardedWindows:
     """Concatenation of per-shard window arrays, indexed like one array (ints, slices, index arrays)."""
 
-    def __init__(self, parts: list[np.ndarray]) -> None:
+    def __init__(self, parts: list[np.ndarray], rows: np.ndarray | None = None) -> None:
         self.parts = parts
         self.starts = np.cumsum([0] + [len(p) for p in parts])
+        self.rows = rows  # a subset of the concatenation's rows, in this order (None: all)
 
     def __len__(self) -> int:
-        return int(self.starts[-1])
+        return int(self.starts[-1]) if self.rows is None else len(self.rows)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -58,12 +59,19 @@ class ShardedWindows:
         if index.dtype == bool:
             index = np.flatnonzero(index)
         index = np.where(index < 0, index + len(self), index)
+        if self.rows is not None:
+            index = self.rows[index]
         part = np.searchsorted(self.starts, index, side="right") - 1
         out = np.empty((len(index), *self.shape[1:]), dtype=self.dtype)
         for k in np.unique(part):
             rows = np.flatnonzero(part == k)
             out[rows] = self.parts[k][index[rows] - self.starts[k]]
         return out
+
+    def select(self, rows: np.ndarray) -> "ShardedWindows":
+        """The windows of ``rows`` (indices into this array), still memory-mapped."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return ShardedWindows(self.parts, rows if self.rows is None else self.rows[rows])
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self[np.arange(len(self))]

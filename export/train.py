@@ -66,31 +66,53 @@ class Split:
         return len(self.quality)
 
 
-class ShardCache:
-    """Maps the ``shard_*.npz`` of one or more split directories once each, and re-lists them on demand."""
+CALIBRATION_EVERY = 10  # with --calibration: every 10th shard of each training set is kept out of training
 
-    def __init__(self, *directories: Path) -> None:
+
+def is_calibration_shard(path: Path) -> bool:
+    """Shards set aside from training to fit how the outputs combine into AQS (export.fit_aqs)."""
+    return int(path.stem.split("_")[-1]) % CALIBRATION_EVERY == CALIBRATION_EVERY - 1
+
+
+class ShardCache:
+    """Maps the ``shard_*.npz`` of one or more split directories once each, and re-lists them on demand.
+
+    ``use`` picks shards by path; windows made by any of ``exclude_generators`` (names of
+    ``export.build_dataset.GENERATORS``) are left out.
+    """
+
+    def __init__(self, *directories: Path, use=lambda path: True, exclude_generators: frozenset[str] = frozenset()) -> None:
         self.directories = [Path(d) for d in directories]
+        self.use = use
+        self.exclude_generators = frozenset(exclude_generators)
         self.loaded: dict[Path, dict[str, np.ndarray]] = {}
 
     def refresh(self) -> Split | None:
-        for path in sorted(p for d in self.directories for p in d.glob("shard_*.npz")):
+        for path in sorted(p for d in self.directories for p in d.glob("shard_*.npz") if self.use(p)):
             if path not in self.loaded:
                 try:
                     with np.load(path, allow_pickle=False) as z:
-                        labels = {key: z[key] for key in LABELS[1:]}
+                        labels = {key: z[key] for key in (*LABELS[1:], "degradation")}
                     self.loaded[path] = {"windows": memmap_member(path, "windows"), **labels}
                 except Exception as exc:  # a shard still being written: take it next epoch
                     print(f"skipping {path} for now: {exc}", file=sys.stderr)
         if not self.loaded:
             return None
         parts = [self.loaded[path] for path in sorted(self.loaded)]
-        return Split(
+        rows = None
+        if self.exclude_generators:
+            from export.build_dataset import tag_generators
+
+            tags = np.concatenate([p["degradation"] for p in parts])
+            rows = np.array([i for i, tag in enumerate(tags) if not tag_generators(str(tag)) & self.exclude_generators])
+        split = Split(
             windows=ShardedWindows([p["windows"] for p in parts]),
             quality=np.clip(np.concatenate([p["quality"] for p in parts]).astype(np.float32), 0.0, 1.0),
             presence=np.concatenate([p["presence"] for p in parts]).astype(np.float32),
             intensity=np.clip(np.concatenate([p["intensity"] for p in parts]).astype(np.float32), 0.0, 1.0),
         )
+        return split if rows is None else Split(split.windows.select(rows), split.quality[rows], split.presence[rows],
+                                                split.intensity[rows])
 
 
 def fit_statistics_scaling(model: torch.nn.Module, statistics: np.ndarray) -> None:
@@ -227,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="dataset whose train/ shards are trained on and whose heldout/ shards are watched")
     parser.add_argument("--extra-train", type=lambda s: [Path(p) for p in s.split(",") if p], default=[],
                         help="more datasets (comma-separated) whose train/ shards are trained on too")
+    parser.add_argument("--calibration", action="store_true",
+                        help="keep every 10th training shard out of training (for export.fit_aqs)")
+    parser.add_argument("--exclude-generators", type=lambda s: frozenset(g for g in s.split(",") if g), default=frozenset(),
+                        help="leave out training windows made by these generators (export.build_dataset.GENERATORS)")
     parser.add_argument("--pretrained", type=Path,
                         help="start the backbone from these ImageNet weights (export.pretrained's safetensors)")
     parser.add_argument("--backbone-lr-scale", type=float, default=1.0,
@@ -258,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.runs / args.model
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text("python -m export.train " + " ".join(argv if argv is not None else sys.argv[1:]) + "\n")
-    train_cache = ShardCache(args.data / "train", *(d / "train" for d in args.extra_train))
+    train_cache = ShardCache(args.data / "train", *(d / "train" for d in args.extra_train),
+                             use=(lambda p: not is_calibration_shard(p)) if args.calibration else (lambda p: True),
+                             exclude_generators=args.exclude_generators)
     heldout_cache = ShardCache(args.data / "heldout")
 
     torch.manual_seed(args.seed)

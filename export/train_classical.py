@@ -294,6 +294,8 @@ def counts(presence: np.ndarray) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset folder with train/ and heldout/")
+    parser.add_argument("--extra-train", type=lambda v: [Path(x) for x in v.split(",") if x], default=[],
+                        help="more datasets (comma-separated) whose train/ shards are fitted on too")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model file to write")
     parser.add_argument("--cache", type=Path, default=REPO / "data" / "cache" / "classical", help="feature cache folder")
     parser.add_argument("--no-cache", action="store_true")
@@ -302,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = None if args.no_cache else args.cache
 
     started = time.monotonic()
-    train = split_features(args.data / "train", cache)
+    parts = [split_features(d / "train", cache) for d in (args.data, *args.extra_train)]
+    train = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     feature_seconds = time.monotonic() - started
     payload = fit(
         train["features"], train["quality"], train["presence"], train["intensity"], groups=train["source"], seed=args.seed

@@ -7,8 +7,8 @@ a window below crit is below warn too, and leaving crit while still below warn l
 good and bad windows never reach ``enter_windows`` in a row, so the state does not flap.
 
 An *incident* runs from leaving ok to returning to ok. It tracks the worst AQS, the worst level and the
-dominant artifact (the artifact with the largest summed evidence ``weight * probability * intensity``
-over the incident's windows, the same weighting as :func:`engines.aqs.dominant_artifact`).
+dominant artifact (the artifact with the largest summed evidence ``probability * intensity`` over the
+incident's windows, as :func:`engines.aqs.dominant_artifact` names it for one window).
 
 The daemon calls, per stream and per scored window::
 
@@ -28,7 +28,6 @@ from typing import Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engines.aqs import ARTIFACT_WEIGHTS
 from engines.contract import ARTIFACTS
 
 __all__ = ["Level", "QualityConfig", "QualityEvent", "QualityState"]
@@ -95,9 +94,6 @@ class QualityEvent:
 
     def message(self) -> str:
         return " ".join(f"{k}={v}" for k, v in self.fields().items())
-
-
-_WEIGHTS = np.array([ARTIFACT_WEIGHTS[name] for name in ARTIFACTS], dtype=np.float64)
 
 
 def _vector(values: Sequence[float] | Mapping[str, float] | np.ndarray | None, default: float) -> np.ndarray:
@@ -184,7 +180,7 @@ class QualityState:
             if bad:
                 p = np.clip(_vector(probabilities, 0.0), 0.0, 1.0)
                 s = np.clip(_vector(intensities, 1.0), 0.0, 1.0)
-                self._evidence += _WEIGHTS * p * s
+                self._evidence += p * s
 
         if target == self.level:
             return []

@@ -53,8 +53,8 @@ def test_full_range_is_reachable():
     zeros, ones = np.zeros((1, NUM_ARTIFACTS)), np.ones((1, NUM_ARTIFACTS))
     assert aqs(np.array([1.0]), zeros, zeros)[0] == pytest.approx(1.0)
     assert aqs(np.array([0.0]), zeros, zeros)[0] == 0.0
-    assert aqs(np.array([1.0]), ones, ones)[0] < 0.3  # severe degradation reads "very poor" ...
-    for k, name in enumerate(ARTIFACTS):  # ... and each artifact alone, fully present, costs its weight
+    assert aqs(np.array([1.0]), ones, ones)[0] == pytest.approx(np.prod([1.0 - w for w in ARTIFACT_WEIGHTS.values()]))
+    for k, name in enumerate(ARTIFACTS):  # each artifact alone, fully present, costs its weight
         p = np.zeros((1, NUM_ARTIFACTS))
         p[0, k] = 1.0
         assert aqs(np.array([1.0]), p, p)[0] == pytest.approx(1.0 - ARTIFACT_WEIGHTS[name], abs=1e-6)
@@ -81,9 +81,25 @@ def test_bands_are_ordered(score):
     assert names.index(quality_level(score)) >= names.index(quality_level(min(1.0, score + 0.1)))
 
 
-def test_dominant_artifact_is_the_largest_penalty():
+def test_dominant_artifact_is_the_most_evident_whatever_its_weight():
     p = np.zeros(NUM_ARTIFACTS)
     s = np.zeros(NUM_ARTIFACTS)
     p[ARTIFACTS.index("judder")] = s[ARTIFACTS.index("judder")] = 0.9
     p[ARTIFACTS.index("blocking")] = s[ARTIFACTS.index("blocking")] = 0.5
     assert dominant_artifact(p, s) == "judder"
+    p[ARTIFACTS.index("blocking")], s[ARTIFACTS.index("blocking")] = 1.0, 0.85
+    assert dominant_artifact(p, s) == "blocking"
+
+
+def test_weights_file_is_validated(tmp_path):
+    import json
+
+    from engines.aqs import load_weights
+
+    path = tmp_path / "aqs.json"
+    path.write_text(json.dumps({"weights": {**ARTIFACT_WEIGHTS, "blocking": 1.5}}))
+    with pytest.raises(ValueError, match="aqs.json.*blocking"):
+        load_weights(path)
+    path.write_text(json.dumps({"weights": {k: v for k, v in ARTIFACT_WEIGHTS.items() if k != "judder"}}))
+    with pytest.raises(ValueError, match="judder"):
+        load_weights(path)

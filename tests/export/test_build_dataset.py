@@ -69,3 +69,10 @@ def test_the_broad_plan_uses_every_generator_and_tags_name_them():
     light = [c["ops"][0]["encoder"] for c in clips if len(c["ops"]) == 1 and c["ops"][0]["op"] == "encode"
              and B.D.ladder_strength(c["ops"][0]["encoder"], c["ops"][0]["value"]) < B.D.BLOCKING_FROM]
     assert len(set(light)) >= 5  # high-quality encodes from several codecs, not only x264
+
+
+def test_the_heldout_generator_plan_uses_only_those_one_at_a_time():
+    clips = B.plan(SOURCES, SPLIT, 0, 400, seed=5, generators="heldout")
+    held = {name for names in B.HELDOUT_GENERATORS.values() for name in names}
+    used = [B.generator_of(o) for c in clips for o in c["ops"]]
+    assert set(used) == held and all(len(c["ops"]) <= 1 for c in clips)

@@ -94,3 +94,15 @@ def test_hue_saturation_changes_colour_not_luma():
     assert spread(out) < 0.6 * spread(frames)
     assert np.abs(luma(out) - luma(frames)).mean() < 6.0
     assert labels.names() == ["saturation"]
+
+
+def test_ffmpeg_detectors_see_blocking_and_blur():
+    cv2 = pytest.importorskip("cv2")
+    skimage_data = pytest.importorskip("skimage.data")
+    from export.peers import ffmpeg_detector
+
+    image = skimage_data.astronaut()
+    blurred = cv2.GaussianBlur(image, (0, 0), 3)
+    blocky = cv2.resize(cv2.resize(image, (64, 64), interpolation=cv2.INTER_AREA), (512, 512), interpolation=cv2.INTER_NEAREST)
+    assert ffmpeg_detector(blurred, "blurdetect") > ffmpeg_detector(image, "blurdetect") + 2
+    assert ffmpeg_detector(blocky, "blockdetect") > ffmpeg_detector(image, "blockdetect") + 0.5

@@ -30,3 +30,12 @@ def test_compressed_members_are_refused(tmp_path):
     np.savez_compressed(path, windows=np.zeros((2, 3), np.uint8))
     with pytest.raises(ValueError, match="compressed"):
         memmap_member(path, "windows")
+
+
+def test_a_selection_stays_mapped_and_indexes_its_rows(tmp_path):
+    whole = np.arange(7 * 2, dtype=np.uint8).reshape(7, 2)
+    np.savez(tmp_path / "shard.npz", windows=whole)
+    windows = ShardedWindows([memmap_member(tmp_path / "shard.npz", "windows")])
+    picked = windows.select(np.array([6, 1, 4]))
+    assert len(picked) == 3 and np.array_equal(picked[np.array([0, 2])], whole[[6, 4]])
+    assert np.array_equal(picked.select(np.array([1]))[0], whole[1])
