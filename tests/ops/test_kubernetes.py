@@ -329,3 +329,18 @@ def test_image_build_context_leaves_out_local_state() -> None:
                          "registry, which these machines cannot reach (and no container engine is installed)")
 def test_image_builds_and_runs() -> None:
     raise AssertionError("unreachable")
+
+
+def test_shards_prometheus_example_is_a_valid_config() -> None:
+    """prometheus/prometheus.shards.example.yml (its static job also runs against real shards in
+    test_sharding_e2e.py)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    out = subprocess.run([promtool, "check", "config", str(ROOT / "prometheus" / "prometheus.shards.example.yml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = yaml.safe_load((ROOT / "prometheus" / "prometheus.shards.example.yml").read_text())["scrape_configs"]
+    for job in jobs:  # every job ends up as job="vqa-monitor", the job VqaMonitorDown watches
+        relabelled = [r.get("replacement") for r in job.get("relabel_configs", []) if r.get("target_label") == "job"]
+        assert (relabelled or [job["job_name"]])[-1] == "vqa-monitor", job["job_name"]
