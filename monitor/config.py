@@ -60,7 +60,7 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
-        self.problems = problems
+        self.problems = [" ".join(p.splitlines()) for p in problems]  # one line each, whatever the input held
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
 
@@ -502,6 +502,8 @@ def expand_env(data: Any, environ: dict[str, str] | os._Environ[str], path: str 
 
 
 def _join(path: str, key: str) -> str:
+    if not key.isprintable() or len(key) > 64:  # a key from the file is shown, never a line break
+        key = repr(key[:64])
     return f"{path}.{key}" if path else key
 
 
@@ -604,11 +606,11 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        what = " ".join(filter(None, [exc.context, exc.problem]))
+        what = " ".join(" ".join(filter(None, [exc.context, exc.problem])).split())
         kind = "YAML syntax error" if isinstance(exc, (yaml.scanner.ScannerError, yaml.parser.ParserError)) else "YAML error"
         raise ConfigError(source, [f"<yaml>: {kind} at {where}: {what}"]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"<yaml>: YAML error: {exc}"]) from None
+        raise ConfigError(source, [f"<yaml>: YAML error: {' '.join(str(exc).split())}"]) from None
     if data is None:
         raise ConfigError(source, ["<top>: the file is empty; expected at least a 'streams:' list"])
     if not isinstance(data, dict):

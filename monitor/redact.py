@@ -35,7 +35,11 @@ SECRET_NAME_PARTS = ("secret", "token", "passw", "signature", "authsign", "authk
 
 _MAX_SCHEME = 32
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
-_URL_END_RE = re.compile(r"[\s'\"<>]")
+_URL_END_RE = re.compile(r"[\s'\"<>]")  # where a URL quoted in free text ends
+_NO_END_RE = re.compile(r"(?!)")
+# "user:password@" without a scheme in front (a path built from a URL, "rtsp:/u:pw@h" after normalising):
+# the part after the last ':' before '@' is masked. No ':' in the class keeps it linear.
+_LOOSE_USERINFO_RE = re.compile(r"(?<=[\w.~%!$&()*+,;=-]):(?P<password>[^\s/@'\"<>:]+)@")  # redact_url: the whole string is the URL (a password may hold a quote)
 # name=value pairs after '?', '&', ';' or '#', value up to the next separator (linear: no nesting).
 _PARAM_RE = re.compile(r"(?P<sep>[?&;#])(?P<name>[A-Za-z0-9_.-]+)=(?P<value>[^&#;\s'\"<>]*)")
 
@@ -99,7 +103,7 @@ def _mask_url(text: str, scheme: str, begin: int, end: int) -> str:
     return "".join(out)
 
 
-def _mask_urls(text: str) -> str:
+def _mask_urls(text: str, ends: re.Pattern[str] = _URL_END_RE) -> str:
     out: list[str] = []
     done = 0  # text[:done] is in ``out``
     sep = text.find("://")
@@ -108,7 +112,7 @@ def _mask_urls(text: str) -> str:
         following = text.find("://", sep + 3)
         next_start = _scheme_start(text, following, sep + 3) if following >= 0 else -1
         limit = next_start if next_start >= 0 else (following if following >= 0 else len(text))
-        stop = _URL_END_RE.search(text, sep + 3, limit)
+        stop = ends.search(text, sep + 3, limit)
         end = stop.start() if stop else limit
         if start >= 0:
             out.append(text[done:sep + 3])
@@ -132,6 +136,8 @@ def redact_text(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
             text = text.replace(secret, redact_url(secret))
     if "://" in text:
         text = _mask_urls(text)
+    if "@" in text:
+        text = _LOOSE_USERINFO_RE.sub(f":{MASK}@", text)
     return _PARAM_RE.sub(_param_sub, text)
 
 
@@ -142,9 +148,11 @@ def redact_url(url: str) -> str:
     Non-URL strings (file paths, ``lavfi:`` graphs) come back unchanged except for secret-looking
     ``name=value`` pairs after ``?``/``&``/``#``.
     """
-    if not isinstance(url, str):
+    if not isinstance(url, str) or not url:
         return url
-    return redact_text(url)
+    if "://" in url:
+        url = _mask_urls(url, _NO_END_RE)
+    return _PARAM_RE.sub(_param_sub, url)
 
 
 def has_credentials(url: str) -> bool:

@@ -167,6 +167,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence per-request lines
         pass  # also BaseHTTPRequestHandler's error lines (bad request, timeout): a client's problem
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        if self.request_version == "HTTP/0.9":  # never an HTTP/0.9 answer (a body without a status line)
+            self.request_version = "HTTP/1.0"
+            self.close_connection = True
+        super().send_response(code, message)
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         self.connection.settimeout(WRITE_TIMEOUT_S)
         super().send_error(code, message, explain)
