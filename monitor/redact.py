@@ -39,7 +39,7 @@ _URL_END_RE = re.compile(r"[\s'\"<>]")  # where a URL quoted in free text ends
 _NO_END_RE = re.compile(r"(?!)")
 # "user:password@" without a scheme in front (a path built from a URL, "rtsp:/u:pw@h" after normalising):
 # the part after the last ':' before '@' is masked. No ':' in the class keeps it linear.
-_LOOSE_USERINFO_RE = re.compile(r"(?<=[\w.~%!$&()*+,;=-]):(?P<password>[^\s/@'\"<>:]+)@")  # redact_url: the whole string is the URL (a password may hold a quote)
+_LOOSE_USERINFO_RE = re.compile(r":(?P<password>[^\s/@'\"<>:]+)@")  # redact_url: the whole string is the URL (a password may hold a quote)
 # name=value pairs after '?', '&', ';' or '#', value up to the next separator (linear: no nesting).
 _PARAM_RE = re.compile(r"(?P<sep>[?&;#])(?P<name>[A-Za-z0-9_.-]+)=(?P<value>[^&#;\s'\"<>]*)")
 
