@@ -333,8 +333,23 @@ def encode(frames: np.ndarray, path: str | Path, name: str, value: float, fps: i
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
+    if lad.codec == "libsvtav1":
+        reset_scheduling()
     os.replace(tmp, path)
     return path, encoder_labels(name, value)
+
+
+def reset_scheduling() -> None:
+    """Put every thread of this process back on the normal scheduler.
+
+    Run as root, SVT-AV1 gives the threads it creates real-time priority (SCHED_FIFO 99), and what this
+    process starts afterwards (VMAF's ffmpeg, a test's daemon) would inherit it and starve the machine."""
+    for task in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else []:
+        try:
+            if os.sched_getscheduler(int(task)) != os.SCHED_OTHER:
+                os.sched_setscheduler(int(task), os.SCHED_OTHER, os.sched_param(0))
+        except OSError:  # the thread has ended
+            pass
 
 
 def decode_rgb(path: str | Path) -> np.ndarray:

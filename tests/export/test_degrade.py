@@ -504,6 +504,14 @@ DECODER = {"libx264": "h264", "libx265": "hevc", "libvpx-vp9": "vp9", "mpeg2vide
            "libsvtav1": "libdav1d", "mpeg4": "mpeg4"}
 
 
+def test_av1_leaves_no_thread_on_the_real_time_scheduler(tmp_path):
+    import os
+
+    D.encode(pan_clip(8), tmp_path / "av1.mkv", "av1", 40)
+    policies = {os.sched_getscheduler(int(t)) for t in os.listdir("/proc/self/task")}
+    assert policies == {os.SCHED_OTHER}
+
+
 def test_every_encoder_is_tested():
     assert set(D.ENCODERS) == {"x264", "x265", "vp9", "mpeg2", "mjpeg", "x264br", "x264qp", "x265br", "vp9br", "av1",
                                "mpeg4"}
