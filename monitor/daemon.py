@@ -76,6 +76,7 @@ class Daemon:
     def __init__(self, config: Config, config_path: str | Path | None = None, shard: Shard | None = None) -> None:
         self.config = config
         self.shard_override = shard  # --shard I/N; otherwise each config's own shard: section
+        self._shard_empty = False  # streams are configured, none is this shard's (set when streams start)
         self.config_path = Path(config_path) if config_path is not None else None
         self.base_dir = base_dir_of(self.config_path) if self.config_path else None
         self.registry = CollectorRegistry()
@@ -109,7 +110,7 @@ class Daemon:
         if self._stop.is_set():
             return False, "stopping"
         streams = list(self.streams.values())
-        if not streams and self.config.streams:  # hashing can leave a shard empty; it is doing its job
+        if self._shard_empty:  # hashing can leave a shard without streams; it is doing its job
             return True, f"ready: shard {self.shard_of(self.config)} runs none of the {len(self.config.streams)} configured streams"
         if not streams:
             return False, "no streams configured"
@@ -152,6 +153,7 @@ class Daemon:
     def _publish_shard(self) -> None:
         shard = self.shard_of(self.config)
         self.metrics.set_shard(shard.index, shard.count, len(self.streams))
+        self._shard_empty = not self.streams and bool(self.config.streams)
 
     # start -----------------------------------------------------------------------------------------
     def start_server(self) -> None:

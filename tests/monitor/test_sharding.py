@@ -259,6 +259,7 @@ def test_a_shard_left_empty_by_the_hashing_is_ready() -> None:
     daemon = Daemon(config, shard=Shard(empty, 2))
     try:
         daemon.start_engine()
+        assert not daemon.readiness()[0]  # streams not started yet: not ready, as without sharding
         daemon.start_streams()
         assert daemon.streams == {}
         assert daemon.readiness() == (True, f"ready: shard {empty}/2 runs none of the 1 configured streams")
