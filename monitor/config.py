@@ -385,7 +385,7 @@ def deep_merge(base: dict[str, Any], override: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 MAX_CONFIG_BYTES = 1024 * 1024  # a config with thousands of streams is ~0.5 MB
 MAX_YAML_DEPTH = 32  # the schema nests 4 deep; deeper input only serves to exhaust the stack
-MAX_YAML_NODES = 100_000  # values after alias expansion (a "billion laughs" file stops here)
+MAX_YAML_NODES = 250_000  # values after alias expansion (a "billion laughs" file stops here)
 MAX_INT_DIGITS = 20
 
 
@@ -405,6 +405,7 @@ class _BoundedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
         self._sizes: dict[int, int] = {}  # id(node) -> values under it, aliases expanded
+        self._total = 0  # values composed so far, aliases expanded: refused as soon as it is too many
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -413,20 +414,25 @@ class _BoundedLoader(yaml.SafeLoader):
             if node is not None and id(node) not in self._sizes:
                 raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refers to its own parent",
                                                   event.start_mark)
+            self._count(self._sizes.get(id(node), 1), event.start_mark)
             return super().compose_node(parent, index)
         self._depth += 1
         if self._depth > MAX_YAML_DEPTH:
             raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
                                               self.peek_event().start_mark)
+        self._count(1, self.peek_event().start_mark)
         try:
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        self._sizes[id(node)] = size = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
-        if size > MAX_YAML_NODES:
-            raise yaml.composer.ComposerError(None, None, f"more than {MAX_YAML_NODES} values once aliases are "
-                                              "expanded", node.start_mark)
+        self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
         return node
+
+    def _count(self, values: int, mark: Any) -> None:
+        self._total += values
+        if self._total > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_YAML_NODES} values once aliases are "
+                                              "expanded", mark)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
