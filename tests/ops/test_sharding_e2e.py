@@ -7,6 +7,9 @@ shared cores. Every wait is bounded.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -221,3 +224,41 @@ def test_dashboards_aggregate_across_shards(fleet: Fleet, shards_prometheus) -> 
     assert prom.value('count(count by (instance) (vqa_stream_up))') == 2
     # both instances feed "Windows scored / s (all streams)"
     assert prom.value("count(sum by (instance) (rate(vqa_windows_scored_total[10s])) > 0)") == 2
+
+
+class CommandLineShard(DaemonProcess):
+    """The daemon started with ``--shard I/N`` on its command line (systemd hosts run it this way)."""
+
+    def __init__(self, workdir: Path, config: str, port: int, shard: str) -> None:
+        super().__init__(workdir, config, port=port, env={"VQA_PORT": str(port), "POD_NAME": "0"})
+        self.shard = shard
+
+    def start(self, wait: str | None = "healthz", timeout: float = 30.0) -> "CommandLineShard":
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "--config", str(self.config_path), "--log-format", "json",
+             "--shard", self.shard], cwd=self.workdir, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.wait_http("/healthz", timeout)
+        return self
+
+
+def test_command_line_shard_wins_over_the_config_and_survives_a_reload(tmp_path: Path) -> None:
+    names = [f"cam{i}" for i in range(6)]
+    assert assign(names, 2)[1] and assign(names, 2)[1] != assign(names, 3)[0]  # the two readings differ
+    process = CommandLineShard(tmp_path / "host-b", shared_config(names, 3), free_port(), "1/2")
+    try:
+        process.start()
+
+        def runs(expected: list[str]) -> bool:
+            scrape = process.scrape()
+            return (stream_labels(scrape) == set(expected) and scrape.get("vqa_shard_info", shard="1", shards="2") == 1
+                    and all((scrape.get("vqa_windows_scored_total", stream=n) or 0) >= 1 for n in expected))
+
+        wait_until(lambda: runs(assign(names, 2)[1]), CONVERGE_S, interval=0.5, what="shard 1/2 of the command line")
+        more = names + ["cam6", "cam7", "cam8"]
+        process.reload(shared_config(more, 5))  # the file's shard section changes; --shard still wins
+        wait_until(lambda: runs(assign(more, 2)[1]), CONVERGE_S, interval=0.5, what="shard 1/2 after the reload")
+    finally:
+        process.close()
