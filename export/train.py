@@ -367,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         record["device"] = str(device)
         if args.init:
             record["init"] = str(args.init)
+        if args.pretrained:
+            record["pretrained"] = str(args.pretrained)
+        if args.exclude_generators:
+            record["excluded_generators"] = sorted(args.exclude_generators)
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                     "elapsed_s": elapsed}, out / "last.pt.tmp")
         os.replace(out / "last.pt.tmp", out / "last.pt")
