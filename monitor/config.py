@@ -617,6 +617,9 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
         raise ConfigError(source, [f"<yaml>: {kind} at {where}: {what}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"<yaml>: YAML error: {' '.join(str(exc).split())}"]) from None
+    except Exception as exc:  # noqa: BLE001 - PyYAML itself fails on some input (e.g. OverflowError on an escape)
+        raise ConfigError(source, [f"<yaml>: cannot be parsed: {type(exc).__name__}: "
+                                   f"{' '.join(redact_text(str(exc)[:200]).split())}"]) from None
     if data is None:
         raise ConfigError(source, ["<top>: the file is empty; expected at least a 'streams:' list"])
     if not isinstance(data, dict):

@@ -45,6 +45,7 @@ HOSTILE_TEXTS: dict[str, tuple[str, str]] = {
     "duplicate key": ("streams: []\nmetrics: {listen: '127.0.0.1:9108'}\nstreams: []\n", "duplicate key 'streams'"),
     "over 1 MiB": ("# " + "x" * (1 << 20) + "\nstreams: []\n", "larger than"),
     "not UTF-8": ("streams: []\n# \udcff\n", "not UTF-8"),
+    "escape beyond Unicode": ('streams: []\nx: "\\U99999999"\n', "cannot be parsed: OverflowError"),  # atheris found it
 }
 
 
