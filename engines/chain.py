@@ -30,7 +30,7 @@ from engines.base import Engine, EngineUnavailable
 log = logging.getLogger(__name__)
 
 KNOWN_BACKENDS: tuple[str, ...] = ("tensorrt", "onnxruntime", "torch", "classical")
-KNOWN_MODELS: tuple[str, ...] = ("aqs_effnet_b0", "aqs_mnv3_small")
+KNOWN_MODELS: tuple[str, ...] = ("aqs_effnet_b0", "aqs_effnet_lite0", "aqs_mnv3_small")
 DEFAULT_MODEL = "aqs_effnet_b0"
 NO_MODEL_BACKENDS = frozenset({"classical"})
 

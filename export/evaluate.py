@@ -311,6 +311,18 @@ def crf_ladder(manifest: dict, data_dir: Path, engines: list[str], limit: int, w
     return report
 
 
+def split_reports(models: dict[str, Path], more_heldout: list[Path], generators_data: Path, threads: int) -> dict:
+    """Every model on further held-out splits, and on the held-out-generator test set when it exists."""
+    out: dict = {"more_heldout": {}}
+    for extra in more_heldout:
+        split = load_heldout(extra / "heldout")
+        rows = np.arange(len(split["quality"]))
+        out["more_heldout"][str(extra)] = {name: model_metrics(p, split, rows, threads) for name, p in models.items()}
+    if (generators_data / "heldout").exists():
+        out["heldout_generators"] = generator_families(models, load_heldout(generators_data / "heldout"), threads)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset")
@@ -323,16 +335,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--more-heldout", type=lambda v: [Path(x) for x in v.split(",") if x], default=[],
                         help="more datasets (comma-separated) whose held-out split every model is measured on too")
+    parser.add_argument("--update", action="store_true",
+                        help="only add --more-heldout and the held-out generators to the existing --out report")
     parser.add_argument("--generators-data", type=Path, default=REPO / "data" / "genx" / "dataset",
                         help="the held-out-generator test set (build_dataset --generators heldout)")
     args = parser.parse_args(argv)
 
     started = time.time()
+    models = evaluated_models(args.models)
+    if args.update:
+        report = json.loads(args.out.read_text())
+        report.update(split_reports(models, args.more_heldout, args.generators_data, args.threads))
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        return 0
     data = load_heldout(args.data / "heldout")
     manifest = json.loads((args.data / "manifest.json").read_text())
     report: dict = {"heldout_windows": int(len(data["quality"])), "heldout_clips": int(len(set(data["clip_id"].tolist())))}
     all_rows = np.arange(len(data["quality"]))
-    models = evaluated_models(args.models)
     report["models"] = {name: model_metrics(p, data, all_rows, args.threads) for name, p in models.items()}
 
     if not args.skip_peers:
@@ -346,13 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             name: {k: v for k, v in model_metrics(p, data, rows, args.threads).items() if k != "positives"}
             for name, p in models.items()
         }
-    report["more_heldout"] = {}
-    for extra in args.more_heldout:
-        split = load_heldout(extra / "heldout")
-        rows = np.arange(len(split["quality"]))
-        report["more_heldout"][str(extra)] = {name: model_metrics(p, split, rows, args.threads) for name, p in models.items()}
-    if (args.generators_data / "heldout").exists():
-        report["heldout_generators"] = generator_families(models, load_heldout(args.generators_data / "heldout"), args.threads)
+    report.update(split_reports(models, args.more_heldout, args.generators_data, args.threads))
     with tempfile.TemporaryDirectory() as tmp:
         report["crf_ladder"] = crf_ladder(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
         report["clean_vs_crf46"] = clean_and_crf46(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))

@@ -319,9 +319,10 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     data = json.loads(data_manifest.read_text()) if data_manifest.exists() else {}
     out: list[str] = []
     w = out.append
-    w("Trained AQS models: EfficientNet-Lite0 (the default; its backbone starts from ImageNet weights), "
-      "EfficientNet-B0 and MobileNetV3-small (from random initialisation), trained on this repository's own data "
-      "(real photographs and animation, degraded by real codecs and filters) on a 2-core CPU; numbers below are "
+    w("Trained AQS models: EfficientNet-B0 (the default) and MobileNetV3-small (the light fallback), trained from "
+      "random initialisation, and EfficientNet-Lite0 (its backbone from ImageNet weights; available by name, not "
+      "the default: it measures below EfficientNet-B0 here, see below), all on this repository's own data (real "
+      "photographs and animation, degraded by real codecs and filters) on a 2-core CPU; numbers below are "
       "measured, not claimed.")
     w("")
     w("# AQS model card")

@@ -274,7 +274,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 class EngineConfig(Strict):
     prefer: list[str] | None = Field(None, description=(
         "engines to try in order, each 'backend[:model]' (tensorrt, onnxruntime, torch, classical; models "
-        "aqs_effnet_b0, aqs_mnv3_small); null = the built-in fastest-first chain"))
+        "aqs_effnet_b0 (default), aqs_effnet_lite0, aqs_mnv3_small); null = the built-in fastest-first chain"))
     max_batch: int = Field(16, ge=1, le=256, strict=True, description="most windows per inference call (across all streams)")
     max_wait_ms: float = Field(100.0, ge=0, le=10000, strict=True, description=(
         "how long a partial batch waits for more windows before it is scored anyway"))

@@ -95,7 +95,7 @@ def test_unknown_entry_fails_before_anything_loads() -> None:
         select_engine(["onnxruntime", "tflite"])
     with pytest.raises(ValueError, match="empty"):
         parse_preference([])
-    assert set(KNOWN_MODELS) == {"aqs_effnet_b0", "aqs_mnv3_small"}
+    assert set(KNOWN_MODELS) == {"aqs_effnet_b0", "aqs_effnet_lite0", "aqs_mnv3_small"}
 
 
 # --- the chain on this machine ------------------------------------------------------------------

@@ -31,7 +31,7 @@ def _onnx_files(model: str, directory: Path = DEFAULT_MODEL_DIR) -> dict[str, st
     return {e.precision: e.name for e in read_manifest(directory).values() if e.architecture == model and e.format == "onnx"}
 
 
-@pytest.mark.parametrize("model", ["aqs_effnet_b0", "aqs_mnv3_small"])
+@pytest.mark.parametrize("model", ["aqs_effnet_lite0", "aqs_effnet_b0", "aqs_mnv3_small"])
 def test_loads_shipped_model_on_cpu_and_scores(model: str) -> None:
     engine = onnxruntime_engine.load(model)
     try:
@@ -129,12 +129,13 @@ def test_model_not_matching_the_contract_is_refused(tmp_path: Path) -> None:
         onnxruntime_engine.load("aqs_mnv3_small", tmp_path)
 
 
-def test_corrupt_int8_falls_back_to_fp32_and_says_so(models: Path) -> None:
-    files = _onnx_files("aqs_effnet_b0", models)
+@pytest.mark.parametrize("model", ["aqs_effnet_lite0", "aqs_effnet_b0"])
+def test_corrupt_int8_falls_back_to_fp32_and_says_so(model: str, models: Path) -> None:
+    files = _onnx_files(model, models)
     if "int8" not in files:
-        pytest.skip("no int8 model shipped for aqs_effnet_b0 yet")
+        pytest.skip(f"no int8 model shipped for {model} yet")
     (models / files["int8"]).write_bytes(b"garbage")
-    engine = onnxruntime_engine.load("aqs_effnet_b0", models)
+    engine = onnxruntime_engine.load(model, models)
     assert engine.info.model == files["fp32"]
     assert engine.fallbacks and engine.fallbacks[0][0] == files["int8"]
     assert "sha256 mismatch" in engine.fallbacks[0][1]

@@ -19,14 +19,14 @@ def test_manifest_lists_every_shipped_file_with_its_sha256():
     manifest = json.loads((MODELS / "manifest.json").read_text())
     shipped = sorted(p.name for p in MODELS.iterdir() if p.suffix in (".onnx", ".safetensors"))
     assert sorted(manifest["files"]) == shipped
-    assert "aqs_effnet_b0.onnx" in shipped and "aqs_mnv3_small.onnx" in shipped
+    assert {"aqs_effnet_lite0.onnx", "aqs_effnet_b0.onnx", "aqs_mnv3_small.onnx"} <= set(shipped)
     for name, entry in manifest["files"].items():
         path = MODELS / name
         assert path.stat().st_size < MAX_FILE_BYTES
         assert entry["sha256"] == sha256(path)
         assert entry["precision"] in ("fp32", "int8", "fp16")
         assert ("." + entry["precision"] + ".") in name or entry["precision"] == "fp32"
-        assert entry["architecture"] in ("aqs_effnet_b0", "aqs_mnv3_small")
+        assert entry["architecture"] in ("aqs_effnet_lite0", "aqs_effnet_b0", "aqs_mnv3_small")
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in MODELS.glob("*.onnx")))
@@ -127,9 +127,10 @@ def test_trt_build_fp16_engine(tmp_path):
     assert path.stat().st_size > 0
 
 
-def test_shipped_int8_keeps_the_classical_statistics_in_float():
+@pytest.mark.parametrize("name", ["aqs_effnet_lite0", "aqs_effnet_b0"])
+def test_shipped_int8_keeps_the_classical_statistics_in_float(name):
     onnx = pytest.importorskip("onnx")
-    model = onnx.load(str(MODELS / "aqs_effnet_b0.int8.onnx"))
+    model = onnx.load(str(MODELS / f"{name}.int8.onnx"))
     producer = {out: node for node in model.graph.node for out in node.output}
 
     def in_statistics(node) -> bool:
@@ -142,20 +143,21 @@ def test_shipped_int8_keeps_the_classical_statistics_in_float():
     assert not dequantized, dequantized[:5]
 
 
-def test_shipped_effnet_onnx_is_the_torch_model_with_the_shipped_weights(sampled_windows):
+@pytest.mark.parametrize("name", ["aqs_effnet_lite0", "aqs_effnet_b0"])
+def test_shipped_effnet_onnx_is_the_torch_model_with_the_shipped_weights(name, sampled_windows):
     torch = pytest.importorskip("torch")
     ort = pytest.importorskip("onnxruntime")
     from safetensors.torch import load_file
 
     from engines.architectures import build_model
 
-    model = build_model("aqs_effnet_b0").eval()
-    state = load_file(str(MODELS / "aqs_effnet_b0.fp16.safetensors"))
+    model = build_model(name).eval()
+    state = load_file(str(MODELS / f"{name}.fp16.safetensors"))
     model.load_state_dict({k: v.float() for k, v in state.items()})  # strict: same architecture
     windows = sampled_windows(2)
     with torch.no_grad():
         expected = [t.numpy() for t in model(torch.from_numpy(windows))]
-    session = ort.InferenceSession(str(MODELS / "aqs_effnet_b0.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(MODELS / f"{name}.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: windows})
     for name, e, g in zip(OUTPUT_NAMES, expected, got):
         np.testing.assert_allclose(g, e, atol=0.05, err_msg=name)  # fp16 weights vs fp32
