@@ -8,8 +8,8 @@ present, full-strength artifact takes away). Every factor is in [0, 1] and shrin
 grow, so more artifact evidence never raises the score, and the whole range 0..1 is reachable
 (``quality`` spans it).
 
-The weights are fitted, not chosen: ``export.fit_aqs`` fits them to VMAF on windows the shipped
-default never trained on and writes them, with how they were fitted, to ``models/aqs.json``. The
+The weights live in ``models/aqs.json``; ``export.fit_aqs`` fits them to VMAF on windows a model never
+trained on and writes them there with how they were fitted (``"fitted": null``: chosen by hand). The
 artifact a window is blamed for is the one with the most evidence ``p_k * s_k``, whatever its weight.
 """
 from __future__ import annotations
