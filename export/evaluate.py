@@ -253,10 +253,12 @@ def generator_families(models: dict[str, Path], data: dict[str, np.ndarray], thr
     generators = [set(tag_generators(str(t))) for t in data["degradation"]]
     clean = data["presence"].sum(1) == 0
     report: dict = {"windows": int(len(clean)), "clean_windows": int(clean.sum()), "generators": {}}
-    outputs = {}
+    outputs, scores = {}, {}
     for name, path in models.items():
         run = classical_outputs if path.suffix == ".json" else onnx_outputs
         outputs[name] = run(path, data["windows"], threads)
+        quality, logits, intensity = outputs[name]
+        scores[name] = aqs(quality, np_sigmoid(logits), intensity)
     for family, names in HELDOUT_GENERATORS.items():
         k = ARTIFACTS.index(FAMILY_ARTIFACT[family])
         for generator in names:
@@ -265,8 +267,8 @@ def generator_families(models: dict[str, Path], data: dict[str, np.ndarray], thr
             entry: dict = {"family": family, "artifact": FAMILY_ARTIFACT[family], "windows": int(made.sum()),
                            "damaged_windows": int(damaged.sum()),
                            "vmaf_mean": float(100 * data["quality"][made].mean()) if made.any() else None}
-            for name, (quality, logits, intensity) in outputs.items():
-                score = aqs(quality, np_sigmoid(logits), intensity)
+            for name, (quality, logits, _) in outputs.items():
+                score = scores[name]
                 both = damaged | clean
                 entry[name] = {"aqs_mean": float(score[made].mean()) if made.any() else None,
                                "quality_mean": float(quality[made].mean()) if made.any() else None,

