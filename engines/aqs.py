@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.contract import ARTIFACTS
+from engines.contract import ARTIFACTS, ModelOutputs
+from engines.modelfiles import DEFAULT_MODEL_DIR
 
-WEIGHTS_FILE = Path(__file__).resolve().parent / "models" / "aqs.json"
+WEIGHTS_FILE = DEFAULT_MODEL_DIR / "aqs.json"
 
 
 def load_weights(path: Path = WEIGHTS_FILE) -> dict[str, float]:
@@ -52,6 +53,16 @@ def aqs(quality: np.ndarray, probabilities: np.ndarray, intensities: np.ndarray)
     evidence = np.clip(probabilities, 0.0, 1.0) * np.clip(intensities, 0.0, 1.0)
     penalty = np.prod(1.0 - _WEIGHTS * evidence, axis=-1)
     return (quality * penalty).astype(np.float32)
+
+
+def score_outputs(outputs: ModelOutputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(AQS [N], probabilities [N, 10], intensities [N, 10] clipped to 0..1) of a batch of model outputs.
+
+    The one step from model outputs to scores, shared by the daemon and ``vqa-monitor score``.
+    """
+    probabilities = outputs.artifact_probabilities
+    intensities = np.clip(np.asarray(outputs.intensity, dtype=np.float32), 0.0, 1.0)
+    return aqs(outputs.quality, probabilities, intensities), probabilities, intensities
 
 
 def quality_level(score: float) -> str:

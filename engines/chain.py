@@ -6,12 +6,15 @@
     selection.skipped   # [Skipped(spec, reason), ...] for every engine tried before it
 
 A preference entry is ``backend[:model]``: backend in :data:`KNOWN_BACKENDS`, model in
-:data:`KNOWN_MODELS` (default :data:`DEFAULT_MODEL`; ``classical`` takes none). Validate user input
-with :func:`parse_spec` / :func:`parse_preference` (``ValueError`` with a clear message).
+:data:`KNOWN_MODELS` (default :data:`DEFAULT_MODEL`; a backend that takes no model, ``classical``,
+takes none). Validate user input with :func:`parse_spec` / :func:`parse_preference` (``ValueError``
+with a clear message).
 
-Importing this module imports no inference library: each backend imports its own inside ``load``,
-and the GPU backends are skipped without importing anything when the machine has no NVIDIA device
-or the library is not installed. A CPU-only install therefore never loads CUDA libraries.
+The backends are the modules in :data:`BACKEND_MODULES`; each declares itself once as ``BACKEND``
+(an :class:`engines.base.Backend`). Importing this module imports no inference library: each backend
+imports its own inside ``load``, and a backend is skipped without importing anything when its library
+is not installed or, for a GPU-only one, the machine has no NVIDIA device. A CPU-only install
+therefore never loads CUDA libraries.
 """
 from __future__ import annotations
 
@@ -23,18 +26,36 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-from engines.base import Engine, EngineUnavailable
+from engines.architectures import MODEL_NAMES
+from engines.base import Backend, BaseEngine, Engine, EngineUnavailable, LoadOptions
 
 log = logging.getLogger(__name__)
 
-KNOWN_BACKENDS: tuple[str, ...] = ("tensorrt", "onnxruntime", "torch", "classical")
-KNOWN_MODELS: tuple[str, ...] = ("aqs_effnet_b0", "aqs_effnet_lite0", "aqs_mnv3_small")
-DEFAULT_MODEL = "aqs_effnet_b0"
-NO_MODEL_BACKENDS = frozenset({"classical"})
+# Where the backends live; this order is the order KNOWN_BACKENDS lists them in.
+BACKEND_MODULES: tuple[str, ...] = (
+    "engines.tensorrt_engine",
+    "engines.onnxruntime_engine",
+    "engines.torch_engine",
+    "engines.classical",
+)
 
-# Fastest first. torch is in the default chain only for CUDA: on a CPU it is skipped (see below).
+
+def _discover(module_names: Sequence[str]) -> dict[str, Backend]:
+    backends = [importlib.import_module(name).BACKEND for name in module_names]
+    return {backend.name: backend for backend in backends}
+
+
+BACKENDS: dict[str, Backend] = _discover(BACKEND_MODULES)
+KNOWN_BACKENDS: tuple[str, ...] = tuple(BACKENDS)
+KNOWN_MODELS: tuple[str, ...] = MODEL_NAMES
+DEFAULT_MODEL = "aqs_effnet_b0"
+
+# Fastest first. torch runs in the default chain only on CUDA (see Backend.cpu_skip_reason).
+# TensorRT stays first although it has never run on real hardware: it is reached only on a machine with
+# an NVIDIA device and the gpu extra installed, a build or warm-up failure falls through to torch with
+# the reason logged, and selecting it logs a warning (Backend.selected_warning).
 DEFAULT_PREFERENCE: tuple[str, ...] = (
     "tensorrt:aqs_effnet_b0",
     "torch:aqs_effnet_b0",
@@ -42,25 +63,6 @@ DEFAULT_PREFERENCE: tuple[str, ...] = (
     "onnxruntime:aqs_mnv3_small",
     "classical",
 )
-
-TORCH_CPU_SKIP_REASON = (
-    "no CUDA device; the torch CPU engine is for development, name it in engine.prefer to use it"
-)
-
-_MODULES = {
-    "tensorrt": "engines.tensorrt_engine",
-    "onnxruntime": "engines.onnxruntime_engine",
-    "torch": "engines.torch_engine",
-    "classical": "engines.classical",
-}
-# The library each backend needs, checked with find_spec (no import) before trying it.
-_LIBRARIES = {"tensorrt": ("tensorrt",), "onnxruntime": ("onnxruntime",), "torch": ("torch",), "classical": ()}
-_GPU_ONLY = frozenset({"tensorrt"})
-_INSTALL_HINT = {
-    "tensorrt": "pip install 'vqa-monitor[gpu]' on a GPU host",
-    "torch": "pip install torch",
-    "onnxruntime": "pip install onnxruntime",
-}
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,11 @@ def parse_spec(text: str) -> Spec:
     backend, sep, model = text.strip().partition(":")
     backend = backend.strip().lower()
     model = model.strip()
-    if backend not in KNOWN_BACKENDS:
+    if backend not in BACKENDS:
         raise ValueError(
             f"unknown engine backend {backend!r} in {text!r}; expected one of {', '.join(KNOWN_BACKENDS)}"
         )
-    if backend in NO_MODEL_BACKENDS:
+    if not BACKENDS[backend].takes_model:
         if sep and model:
             raise ValueError(f"engine backend {backend!r} takes no model, got {text!r}")
         return Spec(backend, None)
@@ -118,8 +120,10 @@ def parse_spec(text: str) -> Spec:
     return Spec(backend, model)
 
 
-def parse_preference(preference: Sequence[str] | str | None) -> list[Spec]:
-    """Validate a whole preference list (a single string is one entry); ``None`` gives the default chain."""
+def parse_preference(preference: Sequence[str] | str | None, *, threads: int | None = None) -> list[Spec]:
+    """Validate a whole preference list (a single string is one entry); ``None`` gives the default chain.
+
+    With ``threads`` set, a named backend that takes no thread count is refused (see :func:`check_threads`)."""
     if preference is None:
         return [parse_spec(s) for s in DEFAULT_PREFERENCE]
     if isinstance(preference, str):
@@ -127,7 +131,24 @@ def parse_preference(preference: Sequence[str] | str | None) -> list[Spec]:
     specs = [parse_spec(s) for s in preference]
     if not specs:
         raise ValueError("engine preference list is empty; name at least one engine (e.g. 'classical')")
+    check_threads(specs, threads)
     return specs
+
+
+def check_threads(specs: Sequence[Spec], threads: int | None) -> None:
+    """ValueError when ``threads`` is set and a backend in ``specs`` takes no thread count.
+
+    Only for a list the user wrote: in the default chain the thread count is for the engines that
+    run on the CPU."""
+    if threads is None:
+        return
+    ignoring = list(dict.fromkeys(s.backend for s in specs if not BACKENDS[s.backend].takes_threads))
+    if ignoring:
+        names = ", ".join(ignoring)
+        raise ValueError(
+            f"{names} takes no thread count (it runs on the GPU); leave threads unset (null) or drop {names} "
+            "from the engine list"
+        )
 
 
 def cuda_device_present() -> bool:
@@ -145,40 +166,31 @@ def library_installed(name: str) -> bool:
         return False
 
 
-def _precheck(spec: Spec, *, default_chain: bool) -> str | None:
-    """A reason to skip ``spec`` without importing anything, or None to try loading it."""
-    missing = [lib for lib in _LIBRARIES[spec.backend] if not library_installed(lib)]
+def _precheck(backend: Backend, *, default_chain: bool) -> str | None:
+    """A reason to skip ``backend`` without importing anything, or None to try loading it."""
+    missing = [lib for lib in backend.libraries if not library_installed(lib)]
     reasons = []
     if missing:
-        reasons.append(f"{', '.join(missing)} not installed ({_INSTALL_HINT.get(spec.backend, 'install it')})")
-    if spec.backend in _GPU_ONLY and not cuda_device_present():
+        reasons.append(f"{', '.join(missing)} not installed ({backend.install_hint})")
+    if backend.gpu_only and not cuda_device_present():
         reasons.append("no CUDA device")
-    if spec.backend == "torch" and default_chain and not missing and not cuda_device_present():
-        return TORCH_CPU_SKIP_REASON
+    if backend.cpu_skip_reason and default_chain and not missing and not cuda_device_present():
+        return backend.cpu_skip_reason
     return "; ".join(reasons) or None
-
-
-def _loader(backend: str) -> Callable[..., Engine]:
-    module = importlib.import_module(_MODULES[backend])
-    return module.load  # type: ignore[no-any-return]
 
 
 def load_spec(
     spec: Spec | str, *, model_dir: Path | None = None, threads: int | None = None, require_cuda: bool = False
-) -> Engine:
+) -> BaseEngine:
     """Load one engine (no pre-checks, no warm-up). Raises EngineUnavailable.
 
-    ``require_cuda`` makes the torch backend refuse to run on the CPU (as in the default chain)."""
+    ``threads`` goes to backends that take a thread count. ``require_cuda`` makes a backend with a CPU mode
+    for development (torch) refuse to run on the CPU, as in the default chain."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
-    try:
-        load = _loader(spec.backend)
-    except ImportError as exc:
-        raise EngineUnavailable(f"{_MODULES[spec.backend]} cannot be imported: {exc}") from None
-    if spec.backend == "classical":
-        return load(model_dir=model_dir) if model_dir is not None else load()
-    if spec.backend == "torch":
-        return load(spec.model, model_dir, threads, require_cuda=require_cuda)
-    return load(spec.model, model_dir, threads)
+    backend = BACKENDS[spec.backend]
+    options = LoadOptions(model_dir=model_dir, threads=threads if backend.takes_threads else None,
+                          require_cuda=require_cuda)
+    return backend.load(spec.model, options)
 
 
 def select_engine(
@@ -189,41 +201,69 @@ def select_engine(
     warm_up_batch: int = 1,
 ) -> Selection:
     """Try each entry of ``preference`` (default :data:`DEFAULT_PREFERENCE`) in order; return the first that loads
-    and survives a warm-up batch. Raises EngineUnavailable listing every reason when none does."""
-    specs = parse_preference(preference)
+    and survives a warm-up batch. Raises EngineUnavailable listing every reason when none does, ValueError for
+    an invalid ``preference`` (or ``threads`` with a backend that takes none)."""
+    specs = parse_preference(preference, threads=threads)
     # The default chain (None, or the same list spelled out) runs torch only on CUDA; a user who names
     # torch in their own list gets the CPU engine too.
     default_chain = preference is None or [str(s) for s in specs] == list(DEFAULT_PREFERENCE)
     skipped: list[Skipped] = []
     for spec in specs:
-        name = str(spec)
-        reason = _precheck(spec, default_chain=default_chain)
-        if reason is not None:
-            skipped.append(Skipped(name, reason))
-            log.debug("engine %s skipped: %s", name, reason)
-            continue
         started = time.monotonic()
-        try:
-            engine = load_spec(spec, model_dir=model_dir, threads=threads, require_cuda=default_chain)
-        except EngineUnavailable as exc:
-            skipped.append(Skipped(name, str(exc)))
-            log.debug("engine %s skipped: %s", name, exc)
+        engine = _try(spec, skipped, default_chain=default_chain, model_dir=model_dir, threads=threads,
+                      warm_up_batch=warm_up_batch)
+        if engine is None:
             continue
-        except Exception as exc:  # noqa: BLE001 - a backend bug or library error must not stop the chain
-            skipped.append(Skipped(name, f"load error: {type(exc).__name__}: {exc}"))
-            log.debug("engine %s failed to load", name, exc_info=True)
-            continue
-        try:
-            engine.warm_up(warm_up_batch)
-        except Exception as exc:  # noqa: BLE001
-            skipped.append(Skipped(name, f"warm-up failed: {type(exc).__name__}: {exc}"))
-            _close_quietly(engine)
-            continue
-        for file_name, file_reason in getattr(engine, "fallbacks", ()) or ():
-            skipped.append(Skipped(f"{name} [{file_name}]", file_reason))
+        name = str(spec)
+        skipped.extend(Skipped(f"{name} [{file_name}]", reason) for file_name, reason in engine.fallbacks)
+        backend = BACKENDS[spec.backend]
+        _warn_once(backend)
+        if threads is not None and not backend.takes_threads:
+            log.info("engine %s takes no thread count: threads=%d applies to the chain's CPU engines only", name, threads,
+                     extra={"event": "engine_threads_unused", "engine": backend.name})
         return Selection(engine=engine, skipped=skipped, spec=name, load_seconds=time.monotonic() - started)
     details = "; ".join(str(s) for s in skipped)
     raise EngineUnavailable(f"no inference engine could be loaded: {details}")
+
+
+def _try(spec: Spec, skipped: list[Skipped], *, default_chain: bool, model_dir: Path | None, threads: int | None,
+         warm_up_batch: int) -> BaseEngine | None:
+    """The loaded, warmed-up engine of ``spec``, or None after appending why it was passed over to ``skipped``."""
+    name = str(spec)
+    backend = BACKENDS[spec.backend]
+    reason = _precheck(backend, default_chain=default_chain)
+    if reason is not None:
+        skipped.append(Skipped(name, reason))
+        log.debug("engine %s skipped: %s", name, reason)
+        return None
+    require_cuda = default_chain and backend.cpu_skip_reason is not None
+    try:
+        engine = load_spec(spec, model_dir=model_dir, threads=threads, require_cuda=require_cuda)
+    except EngineUnavailable as exc:
+        skipped.append(Skipped(name, str(exc)))
+        log.debug("engine %s skipped: %s", name, exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - a backend bug or library error must not stop the chain
+        skipped.append(Skipped(name, f"load error: {type(exc).__name__}: {exc}"))
+        log.debug("engine %s failed to load", name, exc_info=True)
+        return None
+    try:
+        engine.warm_up(warm_up_batch)
+    except Exception as exc:  # noqa: BLE001
+        skipped.append(Skipped(name, f"warm-up failed: {type(exc).__name__}: {exc}"))
+        _close_quietly(engine)
+        return None
+    return engine
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(backend: Backend) -> None:
+    if backend.selected_warning and backend.name not in _warned:
+        _warned.add(backend.name)
+        log.warning("engine %s selected: %s", backend.name, backend.selected_warning,
+                    extra={"event": "engine_warning", "engine": backend.name})
 
 
 def _close_quietly(engine: Engine) -> None:

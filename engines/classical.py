@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import EngineInfo, EngineUnavailable
+from engines.base import Backend, BaseEngine, EngineInfo, EngineUnavailable, LoadOptions
 from engines.contract import (
     ARTIFACTS,
     FRAGMENT_GRID,
@@ -34,12 +34,13 @@ from engines.contract import (
     NUM_ARTIFACTS,
     ModelOutputs,
 )
+from engines.modelfiles import resolve_model_dir
 
+ENGINE_NAME = "classical"
 MODEL_FILE = "classical.json"
 FORMAT = "vqa-monitor-classical/1"
 # Bumped whenever a feature's definition changes: a model file fitted on other features is refused.
 FEATURES_VERSION = 2
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models"
 
 # The one Laplacian used for every sharpness measure (4-neighbour, 3x3); Laplacian-variance values
 # depend strongly on the kernel, so it is defined here and nowhere else.
@@ -420,26 +421,17 @@ def read_model_file(path: Path) -> ClassicalModel:
 # ----------------------------------------------------------------------------------------------
 # Engine
 # ----------------------------------------------------------------------------------------------
-class ClassicalEngine:
+class ClassicalEngine(BaseEngine):
     """Feature-based engine: numpy only, always available when its model file is intact."""
 
     def __init__(self, model: ClassicalModel, path: Path, threads: int = 1) -> None:
+        super().__init__(EngineInfo(engine=ENGINE_NAME, model=path.name, provider="cpu"))
         self._model = model
-        self._info = EngineInfo(engine="classical", model=path.name, provider="cpu")
         self.threads = max(1, int(threads))
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="classical") if self.threads > 1 else None
 
-    @property
-    def info(self) -> EngineInfo:
-        return self._info
-
-    def warm_up(self, batch_size: int = 1) -> None:
-        dummy = np.zeros((max(1, batch_size), *INPUT_SHAPE), dtype=np.uint8)
-        self.infer(dummy)
-
-    def infer(self, windows: np.ndarray) -> ModelOutputs:
-        windows = np.asarray(windows)
-        return self._model.predict(extract_features(windows, self._pool)).validate(windows.shape[0])
+    def _run(self, windows: np.ndarray) -> ModelOutputs:
+        return self._model.predict(extract_features(windows, self._pool))
 
     def close(self) -> None:
         if self._pool is not None:
@@ -456,5 +448,13 @@ def load(model: str = "classical", model_dir: Path | None = None, threads: int |
     name = model if model.endswith(".json") else f"{model}.json"
     if name != MODEL_FILE:
         raise EngineUnavailable(f"classical: unknown model {model!r} (only {MODEL_FILE!r})")
-    path = Path(model_dir if model_dir is not None else DEFAULT_MODEL_DIR) / name
+    path = resolve_model_dir(model_dir) / name
     return ClassicalEngine(read_model_file(path), path, threads or 1)
+
+
+def _load_for_chain(model: str | None, options: LoadOptions) -> ClassicalEngine:
+    del model  # takes none: the one classical.json
+    return load(model_dir=options.model_dir, threads=options.threads)
+
+
+BACKEND = Backend(name=ENGINE_NAME, load=_load_for_chain, takes_model=False)

@@ -3,7 +3,7 @@
 Used by training, export, every engine, the daemon and `vqa-monitor score`.
 
 Input: a batch of windows, ``uint8`` array ``[N, 7, 3, 224, 224]``, RGB, 0..255, produced by
-:func:`engines.sampler.sample_window`. Normalisation (ImageNet mean/std) happens *inside* every
+:func:`engines.sampler.sample_frame`, one frame at a time. Normalisation happens *inside* every
 model, so engines feed raw uint8 and never copy to float in Python.
 
 Outputs (:class:`ModelOutputs`): ``quality`` ``[N]`` in 0..1 (trained against VMAF / 100),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import EngineInfo, EngineUnavailable
+from engines.base import Backend, BaseEngine, EngineInfo, EngineUnavailable, LoadOptions
 from engines.contract import INPUT_NAME, INPUT_SHAPE, NUM_ARTIFACTS, OUTPUT_NAMES, ModelOutputs
 from engines.modelfiles import ModelFile, find_model_files, read_verified, resolve_model_dir
 
@@ -45,32 +45,20 @@ def default_threads() -> int:
     return max(1, available_cores() - 1)
 
 
-class OnnxRuntimeEngine:
+class OnnxRuntimeEngine(BaseEngine):
     """A loaded ONNX Runtime session scoring uint8 windows as they are (normalisation is in the graph)."""
 
     def __init__(self, session: object, model: ModelFile, provider: str) -> None:
+        super().__init__(EngineInfo(engine=ENGINE_NAME, model=model.name, provider=provider))
         self._session = session
         self._model = model
-        self._provider = provider
-        self._info = EngineInfo(engine=ENGINE_NAME, model=model.name, provider=provider)
         self._output_names = list(OUTPUT_NAMES)
-        # (file, reason) for model files of this backend that were passed over, e.g. a corrupt int8 file
-        self.fallbacks: list[tuple[str, str]] = []
-
-    @property
-    def info(self) -> EngineInfo:
-        return self._info
 
     @property
     def model_file(self) -> ModelFile:
         return self._model
 
-    def warm_up(self, batch_size: int = 1) -> None:
-        self.infer(np.zeros((batch_size, *INPUT_SHAPE), dtype=np.uint8))
-
-    def infer(self, windows: np.ndarray) -> ModelOutputs:
-        if windows.dtype != np.uint8 or windows.shape[1:] != INPUT_SHAPE:
-            raise ValueError(f"expected uint8 windows [N, {', '.join(map(str, INPUT_SHAPE))}], got {windows.dtype} {windows.shape}")
+    def _run(self, windows: np.ndarray) -> ModelOutputs:
         if not windows.flags.c_contiguous:  # ORT would copy anyway; say so by doing it once here
             windows = np.ascontiguousarray(windows)
         session = self._session
@@ -81,7 +69,7 @@ class OnnxRuntimeEngine:
             quality=np.asarray(quality, dtype=np.float32).reshape(-1),
             artifact_logits=np.asarray(logits, dtype=np.float32),
             intensity=np.asarray(intensity, dtype=np.float32),
-        ).validate(windows.shape[0])
+        )
 
     def close(self) -> None:
         self._session = None
@@ -212,3 +200,15 @@ def load(
         engine.fallbacks = skipped
         return engine
     raise EngineUnavailable("; ".join(reason for _, reason in skipped))
+
+
+def _load_for_chain(model: str | None, options: LoadOptions) -> OnnxRuntimeEngine:
+    return load(model or "", options.model_dir, options.threads)
+
+
+BACKEND = Backend(
+    name=ENGINE_NAME,
+    load=_load_for_chain,
+    libraries=("onnxruntime",),
+    install_hint="pip install onnxruntime",
+)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import EngineInfo, EngineUnavailable
+from engines.base import Backend, BaseEngine, EngineInfo, EngineUnavailable, LoadOptions
 from engines.contract import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAMES, ModelOutputs
 from engines.modelfiles import ModelFile, cache_dir, find_model_files, read_verified, resolve_model_dir, sha256_bytes
 
@@ -45,13 +45,14 @@ UNTESTED_REASON = (
     "TensorRT is not installable on this project's machines (CPU dev boxes, and GPU machines without "
     "the tensorrt package): the TensorRT engine is written against the documented API and untested"
 )
+INSTALL_HINT = "pip install 'vqa-monitor[gpu]' on a GPU host"
 
 
 def _import_tensorrt() -> tuple[Any, Any]:
     try:
         import tensorrt as trt
     except ImportError as exc:
-        raise EngineUnavailable(f"tensorrt not installed ({exc}); pip install 'vqa-monitor[gpu]' on a GPU host") from None
+        raise EngineUnavailable(f"tensorrt not installed ({exc}); {INSTALL_HINT}") from None
     try:
         import torch
     except ImportError as exc:
@@ -131,7 +132,7 @@ def build_plan(trt: Any, onnx_bytes: bytes, onnx_path: Path, precision: str) -> 
     return bytes(plan)
 
 
-class TensorRTEngine:
+class TensorRTEngine(BaseEngine):
     """A deserialised TensorRT engine with torch-allocated device buffers for the largest batch."""
 
     def __init__(self, trt: Any, torch: Any, plan: bytes, onnx: ModelFile, precision: str) -> None:
@@ -164,23 +165,14 @@ class TensorRTEngine:
             raise EngineUnavailable(f"tensorrt: engine for {onnx.path} lacks tensors {missing}")
         self._host_in = torch.empty((MAX_BATCH, *INPUT_SHAPE), dtype=torch.uint8).pin_memory()
         gpu = torch.cuda.get_device_name(self._device)
-        self._info = EngineInfo(engine=ENGINE_NAME, model=onnx.name, provider=f"cuda:0 ({gpu}, {precision})")
+        super().__init__(EngineInfo(engine=ENGINE_NAME, model=onnx.name, provider=f"cuda:0 ({gpu}, {precision})"))
 
-    @property
-    def info(self) -> EngineInfo:
-        return self._info
-
-    def warm_up(self, batch_size: int = 1) -> None:
-        self.infer(np.zeros((batch_size, *INPUT_SHAPE), dtype=np.uint8))
-
-    def infer(self, windows: np.ndarray) -> ModelOutputs:
-        if windows.dtype != np.uint8 or windows.shape[1:] != INPUT_SHAPE:
-            raise ValueError(f"expected uint8 windows [N, {', '.join(map(str, INPUT_SHAPE))}], got {windows.dtype} {windows.shape}")
+    def _run(self, windows: np.ndarray) -> ModelOutputs:
         if self._context is None:
             raise RuntimeError("engine is closed")
         parts = [self._infer_chunk(windows[i : i + MAX_BATCH]) for i in range(0, windows.shape[0], MAX_BATCH)]
         quality, logits, intensity = (np.concatenate(p) for p in zip(*parts))
-        return ModelOutputs(quality.reshape(-1), logits, intensity).validate(windows.shape[0])
+        return ModelOutputs(quality.reshape(-1), logits, intensity)
 
     def _infer_chunk(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         torch = self._torch
@@ -203,9 +195,10 @@ class TensorRTEngine:
         self._buffers.clear()
 
 
-def load(model: str, model_dir: Path | None = None, threads: int | None = None) -> TensorRTEngine:
-    """Build (or reuse from the cache) a TensorRT engine for ``model`` on cuda:0."""
-    del threads  # GPU engine
+def load(model: str, model_dir: Path | None = None) -> TensorRTEngine:
+    """Build (or reuse from the cache) a TensorRT engine for ``model`` on cuda:0.
+
+    It takes no thread count: the whole network runs on the GPU."""
     trt, torch = _import_tensorrt()
     directory = resolve_model_dir(model_dir)
     candidates = find_model_files(model, "onnx", directory, ("int8", "fp32"))
@@ -233,3 +226,19 @@ def load(model: str, model_dir: Path | None = None, threads: int | None = None) 
         except EngineUnavailable as exc:
             errors.append(str(exc))
     raise EngineUnavailable("; ".join(errors))
+
+
+def _load_for_chain(model: str | None, options: LoadOptions) -> TensorRTEngine:
+    return load(model or "", options.model_dir)
+
+
+BACKEND = Backend(
+    name=ENGINE_NAME,
+    load=_load_for_chain,
+    libraries=("tensorrt",),
+    install_hint=INSTALL_HINT,
+    gpu_only=True,
+    takes_threads=False,
+    selected_warning="this engine has never run on real hardware (no TensorRT on the machines it was developed "
+    "on); compare its scores with onnxruntime or torch on the same clip (vqa-monitor bench) before trusting them",
+)

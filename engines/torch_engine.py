@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import EngineInfo, EngineUnavailable
+from engines.base import Backend, BaseEngine, EngineInfo, EngineUnavailable, LoadOptions
 from engines.contract import INPUT_SHAPE, ModelOutputs
 from engines.modelfiles import ModelFile, find_model_files, load_weights, resolve_model_dir
 
@@ -30,6 +30,7 @@ ENGINE_NAME = "torch"
 WEIGHT_FORMATS = ("safetensors", "torch-tensors")
 # Batch sizes with a captured CUDA graph; larger batches are split.
 GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+CPU_SKIP_REASON = "no CUDA device; the torch CPU engine is for development, name it in engine.prefer to use it"
 
 
 def _import_torch():
@@ -59,32 +60,23 @@ def _outputs(result: Any) -> tuple[Any, Any, Any]:
     return quality, logits, intensity
 
 
-class TorchEngine:
+class TorchEngine(BaseEngine):
     """AQS model in torch; CPU eager or CUDA (fp16 autocast + channels_last + CUDA graphs)."""
 
     def __init__(self, torch: Any, module: Any, weights: ModelFile, device: str, use_graphs: bool) -> None:
-        self._torch = torch
-        self._module = module
         self._device = torch.device(device)
         self._cuda = self._device.type == "cuda"
+        provider = f"{device} ({torch.cuda.get_device_name(self._device)}, fp16)" if self._cuda else "cpu (fp32)"
+        super().__init__(EngineInfo(engine=ENGINE_NAME, model=weights.name, provider=provider))
+        self._torch = torch
+        self._module = module
         self._use_graphs = use_graphs and self._cuda
         self._graphs: dict[int, tuple[Any, Any, tuple[Any, Any, Any]]] = {}
         self._lock = threading.Lock()
-        provider = f"{device} ({torch.cuda.get_device_name(self._device)}, fp16)" if self._cuda else "cpu (fp32)"
-        self._info = EngineInfo(engine=ENGINE_NAME, model=weights.name, provider=provider)
         self._stream = torch.cuda.Stream(self._device) if self._cuda else None
         self._pinned: Any = None
 
-    @property
-    def info(self) -> EngineInfo:
-        return self._info
-
-    def warm_up(self, batch_size: int = 1) -> None:
-        self.infer(np.zeros((batch_size, *INPUT_SHAPE), dtype=np.uint8))
-
-    def infer(self, windows: np.ndarray) -> ModelOutputs:
-        if windows.dtype != np.uint8 or windows.shape[1:] != INPUT_SHAPE:
-            raise ValueError(f"expected uint8 windows [N, {', '.join(map(str, INPUT_SHAPE))}], got {windows.dtype} {windows.shape}")
+    def _run(self, windows: np.ndarray) -> ModelOutputs:
         if self._module is None:
             raise RuntimeError("engine is closed")
         n = windows.shape[0]
@@ -94,7 +86,7 @@ class TorchEngine:
                 quality, logits, intensity = (np.concatenate(p) for p in zip(*parts))
             else:
                 quality, logits, intensity = self._infer_cpu(windows)
-        return ModelOutputs(quality.reshape(-1), logits, intensity).validate(n)
+        return ModelOutputs(quality.reshape(-1), logits, intensity)
 
     def _infer_cpu(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         torch = self._torch
@@ -167,6 +159,7 @@ def load(
 ) -> TorchEngine:
     """Build ``model`` from :mod:`engines.architectures`, load its verified weights, move it to CUDA if present.
 
+    ``threads``: torch's CPU thread pool (the whole model on the CPU; the host-side copies on CUDA).
     ``require_cuda``: refuse to run on the CPU (the default chain). ``device``: force ``"cpu"`` or ``"cuda:N"``.
     """
     directory = resolve_model_dir(model_dir)
@@ -177,10 +170,7 @@ def load(
     if cuda and not torch.cuda.is_available():
         raise EngineUnavailable(f"torch {torch.__version__} has no usable CUDA device")
     if require_cuda and not cuda:
-        raise EngineUnavailable(
-            f"torch {torch.__version__} sees no CUDA device; the torch CPU engine is for development, "
-            "name it in engine.prefer to use it"
-        )
+        raise EngineUnavailable(f"torch {torch.__version__}: {CPU_SKIP_REASON}")
     entry = _weights_entry(model, directory)
     state = load_weights(entry)  # sha256-verified, plain tensors only
     try:
@@ -194,9 +184,22 @@ def load(
         first = str(exc).strip().splitlines()[0]
         raise EngineUnavailable(f"{entry.path}: weights do not fit {model!r}: {first}") from None
     module.eval()
-    if not cuda and threads and threads > 0:
+    if threads and threads > 0:
         torch.set_num_threads(threads)
     module = module.to(device=device, memory_format=torch.channels_last)
     if cuda:
         torch.backends.cudnn.benchmark = True
     return TorchEngine(torch, module, entry, device, use_graphs=cuda_graphs)
+
+
+def _load_for_chain(model: str | None, options: LoadOptions) -> TorchEngine:
+    return load(model or "", options.model_dir, options.threads, require_cuda=options.require_cuda)
+
+
+BACKEND = Backend(
+    name=ENGINE_NAME,
+    load=_load_for_chain,
+    libraries=("torch",),
+    install_hint="pip install torch",
+    cpu_skip_reason=CPU_SKIP_REASON,
+)

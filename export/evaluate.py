@@ -28,10 +28,10 @@ import numpy as np
 from engines.aqs import aqs
 from engines.contract import ARTIFACTS, WINDOW_FRAMES
 from engines.contract import sigmoid as np_sigmoid
+from engines.modelfiles import DEFAULT_MODEL_DIR as MODELS
 from export.metrics import artifact_aucs, mean_defined, plcc, srocc
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = REPO / "engines" / "models"
 
 
 def load_heldout(directory: Path) -> dict[str, np.ndarray]:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.modelfiles import DEFAULT_MODEL_DIR as MODELS_DIR
 from export.pretrained import LITE0_LICENCE, LITE0_PACKAGE
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "engines" / "models"
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
 MAX_FILE_BYTES = 25 * 1024 * 1024

@@ -40,10 +40,11 @@ from engines.classical import (
     payload_sha256,
 )
 from engines.contract import ARTIFACTS, NUM_ARTIFACTS, sigmoid
+from engines.modelfiles import DEFAULT_MODEL_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO / "data" / "dataset"
-DEFAULT_OUT = REPO / "engines" / "models" / MODEL_FILE
+DEFAULT_OUT = DEFAULT_MODEL_DIR / MODEL_FILE
 CLIP_Z = 5.0
 RIDGE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 LOGISTIC_CS = (0.01, 0.03, 0.1, 0.3, 1.0)

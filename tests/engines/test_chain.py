@@ -12,13 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.base import Engine, EngineUnavailable
+from engines import chain
+from engines.architectures import MODEL_NAMES
+from engines.base import BaseEngine, Engine, EngineUnavailable
 from engines.chain import (
+    BACKEND_MODULES,
+    BACKENDS,
     DEFAULT_MODEL,
     DEFAULT_PREFERENCE,
     KNOWN_BACKENDS,
     KNOWN_MODELS,
-    TORCH_CPU_SKIP_REASON,
     Selection,
     Skipped,
     Spec,
@@ -31,6 +34,7 @@ from engines.contract import INPUT_SHAPE
 from engines.modelfiles import DEFAULT_MODEL_DIR, MANIFEST_NAME, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
+TORCH_CPU_SKIP_REASON = BACKENDS["torch"].cpu_skip_reason
 HAS_CLASSICAL = importlib.util.find_spec("engines.classical") is not None
 needs_no_gpu = pytest.mark.skipif(cuda_device_present(), reason="checks the CPU-only chain; this machine has an NVIDIA device")
 
@@ -96,6 +100,57 @@ def test_unknown_entry_fails_before_anything_loads() -> None:
     with pytest.raises(ValueError, match="empty"):
         parse_preference([])
     assert set(KNOWN_MODELS) == {"aqs_effnet_b0", "aqs_effnet_lite0", "aqs_mnv3_small"}
+
+
+# --- the backends' own declarations -------------------------------------------------------------
+
+def test_each_backend_module_declares_itself_once() -> None:
+    modules = [importlib.import_module(name) for name in BACKEND_MODULES]
+    assert [m.BACKEND.name for m in modules] == list(KNOWN_BACKENDS)
+    assert KNOWN_MODELS == MODEL_NAMES
+    for module in modules:
+        engines = [v for v in vars(module).values() if isinstance(v, type) and v.__module__ == module.__name__
+                   and hasattr(v, "infer")]
+        assert engines and all(issubclass(cls, BaseEngine) for cls in engines), module.__name__
+
+
+def test_threads_are_refused_for_a_named_backend_that_takes_none() -> None:
+    ignoring = [name for name, backend in BACKENDS.items() if not backend.takes_threads]
+    assert ignoring == ["tensorrt"]
+    for name in ignoring:
+        with pytest.raises(ValueError, match=f"{name} takes no thread count"):
+            parse_preference([f"{name}:aqs_mnv3_small", "classical"], threads=2)
+        with pytest.raises(ValueError, match=f"{name} takes no thread count"):
+            select_engine([name, "classical"], threads=2)
+        assert parse_preference([name, "classical"])  # without threads it is fine
+    assert parse_preference(None, threads=2) == parse_preference(None)  # the default chain: for its CPU engines
+
+
+def test_threads_reach_the_classical_engine_through_the_chain() -> None:
+    selection = select_engine(["classical"], threads=2)
+    try:
+        assert selection.engine.threads == 2
+    finally:
+        selection.engine.close()
+
+
+def test_threads_reach_the_onnxruntime_session_through_the_chain() -> None:
+    selection = select_engine(["onnxruntime:aqs_mnv3_small"], threads=3)
+    try:
+        assert selection.engine._session.get_session_options().intra_op_num_threads == 3  # noqa: SLF001
+    finally:
+        selection.engine.close()
+
+
+def test_untested_backend_warns_once_when_selected(caplog: pytest.LogCaptureFixture, monkeypatch) -> None:
+    monkeypatch.setattr(chain, "_warned", set())
+    with caplog.at_level("WARNING", logger="engines.chain"):
+        chain._warn_once(BACKENDS["tensorrt"])  # noqa: SLF001
+        chain._warn_once(BACKENDS["tensorrt"])  # noqa: SLF001
+        chain._warn_once(BACKENDS["onnxruntime"])  # noqa: SLF001
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("engine tensorrt selected: ")
+    assert "never run on real hardware" in warnings[0]
 
 
 # --- the chain on this machine ------------------------------------------------------------------

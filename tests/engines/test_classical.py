@@ -18,9 +18,9 @@ import pytest
 from engines import classical
 from engines.base import Engine, EngineUnavailable
 from engines.contract import INPUT_SHAPE, NUM_ARTIFACTS
+from engines.modelfiles import DEFAULT_MODEL_DIR as MODELS
 from engines.sampler import grid_offsets, planes_from_frame, sample_frame
 
-MODELS = Path(classical.__file__).resolve().parent / "models"
 FRAMES = 14
 HEIGHT, WIDTH = 360, 640
 

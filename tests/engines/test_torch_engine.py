@@ -98,6 +98,17 @@ def test_named_torch_runs_on_cpu_but_default_chain_does_not(paired_models: Path)
             torch_engine.load(MODEL, paired_models, require_cuda=True)
 
 
+def test_threads_reach_torch_through_the_chain(paired_models: Path) -> None:
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    try:
+        selection = select_engine(["torch:aqs_mnv3_small"], model_dir=paired_models, threads=wanted)
+        selection.engine.close()
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_missing_weights_file_is_reported(tmp_path: Path) -> None:
     shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "m")
     manifest = json.loads((tmp_path / "m" / MANIFEST_NAME).read_text())
