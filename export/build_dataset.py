@@ -426,8 +426,7 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
         pattern = D.JUDDER_PATTERNS[by["judder"]["pattern"]]
         offset = int(rng.integers(0, sum(pattern)))
         times = D.judder_times(T + pre, pattern, offset) - pre
-        jump = scene.motion_speed() * float(np.mean(pattern))
-        labels.add("judder", jump / 30.0, jump >= 4.0 and max(pattern) >= 2)
+        labels.merge(D.judder_labels(scene.motion_speed(), pattern))
         by["judder"]["offset"] = offset
     if "motion_blur" in by:
         shutter = float(by["motion_blur"]["shutter"])

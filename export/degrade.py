@@ -3,7 +3,8 @@
 Every generator returns the distorted frames (RGB uint8 ``[T, H, W, 3]``) or file, together with
 :class:`Labels` - per-artifact presence (0/1) and intensity (0..1) in :data:`engines.contract.ARTIFACTS`
 order.  Pixel generators work on frames; motion blur and judder need the moving scene itself
-(:class:`export.references.Scene`), because they are made by integrating or resampling the motion;
+(:class:`export.references.Scene`), because they are made by integrating or resampling the motion
+(judder: the scene rendered at :func:`judder_times`, labelled by :func:`judder_labels`);
 encoders are the real libraries (libx264, libx265, libvpx-vp9, libsvtav1, mpeg2video, mpeg4, mjpeg)
 through PyAV, at constant quality, constant quantiser and starved constant bitrate; FFmpeg's own
 filters make a second implementation of the other artifacts (:mod:`export.filters`).
@@ -191,12 +192,11 @@ def judder_times(n_frames: int, pattern: Sequence[int], offset: int = 0) -> np.n
     return np.asarray(times[offset:offset + n_frames], dtype=np.float64)
 
 
-def judder(scene, n_frames: int, pattern: Sequence[int] = (2, 3), offset: int = 0, shutter: float = 0.0) -> tuple[np.ndarray, Labels]:
-    """Uneven motion from a frame-rate reduction with duplication (see :func:`judder_times`)."""
-    times = judder_times(n_frames, pattern, offset)
-    frames = scene.render(times, shutter=shutter, substeps=4 if shutter > 0 else 1)
-    jump = scene.motion_speed() * float(np.mean(pattern))
-    return frames, Labels().add("judder", jump / 30.0, jump >= 4.0 and max(pattern) >= 2)
+def judder_labels(speed: float, pattern: Sequence[int]) -> Labels:
+    """Labels of a scene moving ``speed`` px/frame shown at :func:`judder_times` of ``pattern``: the mean
+    jump between held frames, visible from 4 px when some frame is held."""
+    jump = speed * float(np.mean(pattern))
+    return Labels().add("judder", jump / 30.0, jump >= 4.0 and max(pattern) >= 2)
 
 
 # ------------------------------------------------------------------------------------------- colour

@@ -4,12 +4,12 @@
     vqa-monitor --check --config config.yaml      validate; exit 0, or 2 listing every problem
     vqa-monitor --shard 2/4 --config config.yaml  run shard 2 of 4 (monitor/sharding.py)
     vqa-monitor --check --shards 4 ...            also print which streams each of 4 shards runs
-    vqa-monitor score FILE ...                    (monitor/score.py, when present)
-    vqa-monitor bench ...                         (monitor/bench.py, when present)
+    vqa-monitor score FILE ...                    score video files offline (monitor/score_files.py)
+    vqa-monitor bench ...                         the benchmark tool of a source checkout (benchmarks/bench.py)
 
-Subcommands are modules listed in :data:`SUBCOMMAND_MODULES`, each with a function
-``register(subparsers)`` that adds its parser and sets ``handler=`` (a function ``args -> int`` exit
-code) with ``parser.set_defaults(handler=...)``. A listed module that does not exist yet is skipped.
+``score`` registers its own parser (``register(subparsers)``, which sets ``handler=``, a function
+``args -> int`` exit code). ``bench`` is not part of the installed package: the tool is loaded from
+the checkout only when the command runs, and parses its own arguments.
 
 Exit codes: 0 fine, 1 runtime failure (no engine, port in use), 2 bad usage or bad config.
 """
@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
-import importlib
 import importlib.util
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Sequence
 
 from monitor.logs import LOG_FORMATS, LOG_LEVELS
@@ -31,8 +31,8 @@ from monitor.logs import LOG_FORMATS, LOG_LEVELS
 if TYPE_CHECKING:
     from monitor.sharding import Shard
 
-SUBCOMMAND_MODULES: tuple[str, ...] = ("monitor.score", "monitor.bench")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+BENCH_TOOL = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
 
 def version() -> str:
@@ -71,11 +71,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMAND_MODULES:
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        importlib.import_module(module_name).register(subparsers)
+    from monitor import score_files
+
+    score_files.register(subparsers)
+    subparsers.add_parser("bench", add_help=False,  # the tool parses the rest, --help included
+                          help="measure engine throughput, the per-frame comparison and concurrent live streams "
+                          "(from a source checkout)")
     return parser
+
+
+def load_bench_tool() -> ModuleType | None:
+    """The benchmark tool (``benchmarks/bench.py`` of the checkout this package runs from), or None
+    when there is none (an installed wheel)."""
+    if not BENCH_TOOL.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("vqa_monitor_bench", BENCH_TOOL)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_bench(argv: Sequence[str]) -> int:
+    tool = load_bench_tool()
+    if tool is None:
+        print("vqa-monitor bench: the benchmark tool is not installed with the package; run it from a source "
+              "checkout (benchmarks/bench.py)", file=sys.stderr)
+        return EXIT_FAILURE
+    return int(tool.main(argv))
 
 
 def _shard_arg(text: str) -> "Shard":
@@ -151,7 +175,11 @@ _STDOUT_ERRNOS = (errno.ENOSPC, errno.EPIPE, errno.EIO, errno.EDQUOT, errno.EFBI
 @_stdout_failure_is_an_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return run_bench(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     handler = getattr(args, "handler", None)
     if args.command and handler is not None:
         return int(handler(args) or 0)

@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from monitor.quality_state import QualityConfig
 from monitor.redact import redact_text, redact_url
 from monitor.sharding import ShardConfig
 from monitor.signals import ChecksConfig
+from monitor.strict import Strict
 
 STREAM_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 _NAME_RE = re.compile(STREAM_NAME_PATTERN)
@@ -150,29 +151,31 @@ def _require_host(url: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # Models
 # ------------------------------------------------------------------------------------------------
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class StreamOptions(Strict):
     """Per-stream options; the ``defaults:`` section sets them for all streams."""
 
     stride: int = Field(7, ge=1, le=1000, strict=True, description=(
         "frames between the starts of consecutive 7-frame windows: 7 = back to back, 1..6 = overlapping "
-        "(more windows to score), >7 = skip frames between windows (less work per stream)"))
-    loop: bool = Field(True, strict=True, description="files: start again at the end (the file then behaves like a live stream)")
+        "(more windows to score), >7 = skip `stride - 7` decoded frames after each window (less work)"))
+    loop: bool = Field(True, strict=True, description=(
+        "files: start again at the end, so a file behaves like a live stream; with false the stream stays "
+        "down after the end (`vqa_stream_up` 0)"))
     realtime: bool | None = Field(None, strict=True, description=(
-        "pace frames to their frame rate; null = yes for files and lavfi sources, no for network sources"))
+        "pace frames to their timestamps; null = yes for files and `lavfi:` sources, no for network sources"))
     open_timeout_s: float = Field(10.0, ge=0.1, le=600, strict=True, description="seconds allowed to open the source")
     read_timeout_s: float = Field(5.0, ge=0.1, le=600, strict=True, description=(
-        "seconds without data before the source counts as down"))
-    reconnect_min_s: float = Field(0.5, ge=0.05, le=3600, strict=True, description="first reconnect delay; doubles per failure")
+        "seconds without data before the source counts as down (then it is reconnected)"))
+    reconnect_min_s: float = Field(0.5, ge=0.05, le=3600, strict=True, description=(
+        "first reconnect delay; it doubles after every failure, up to `reconnect_max_s`"))
     reconnect_max_s: float = Field(10.0, ge=0.05, le=3600, strict=True, description=(
-        "cap of the reconnect delay (plus up to 20% jitter)"))
+        "cap of the reconnect delay, plus 0-20 % random jitter; reconnecting goes on forever and the delay "
+        "resets once frames flow again. Must be at least `reconnect_min_s`"))
     ring_windows: int = Field(8, ge=1, le=1024, strict=True, description=(
-        "complete windows held per stream while waiting to be scored; when full the oldest is dropped"))
+        "complete windows held per stream waiting to be scored; when full, the oldest is dropped "
+        "(`vqa_windows_dropped_total`). Memory per stream: `ring_windows` + 2 windows of 1.05 MB"))
     ffmpeg_options: dict[str, str] = Field(default_factory=dict, description=(
-        "extra FFmpeg/PyAV open options, e.g. {rtsp_transport: udp}; they override the built-in ones"))
+        "extra FFmpeg/PyAV open options, e.g. `{rtsp_transport: udp}`; they override the built-in timeout and "
+        "transport options. Numbers and booleans become strings; a null, list or mapping is an error"))
 
     @model_validator(mode="after")
     def _backoff_order(self) -> "StreamOptions":
@@ -204,12 +207,15 @@ class StreamOptions(Strict):
 class StreamConfig(StreamOptions):
     """One stream: a unique ``name`` (the ``stream`` label) and a ``url``, plus any per-stream option."""
 
-    name: str = Field(description="unique; [a-z0-9][a-z0-9_-]*; becomes the `stream` label")
-    url: str = Field(description="rtsp(s)://, http(s)://, rtmp(s)://, udp://, tcp://, a file path, lavfi:GRAPH or demo:")
+    name: str = Field(description=(
+        "unique, `[a-z0-9][a-z0-9_-]*`, at most 64 characters; the `stream` label of every metric"))
+    url: str = Field(description=(
+        "where the stream is read from: `rtsp(s)://`, `http(s)://`, `rtmp(s)://`, `udp://`, `tcp://`, a file path, "
+        "`lavfi:GRAPH` or `demo:`"))
     checks: ChecksConfig = Field(default_factory=ChecksConfig, description=(
-        "signal checks of this stream: the top-level checks: section with this stream's keys on top"))
+        "signal checks of this stream: the top-level `checks:` section with this stream's keys on top"))
     quality: QualityConfig = Field(default_factory=QualityConfig, description=(
-        "quality state thresholds of this stream: the top-level quality: section with this stream's keys on top"))
+        "quality state thresholds of this stream: the top-level `quality:` section with this stream's keys on top"))
 
     @field_validator("name")
     @classmethod
@@ -239,7 +245,10 @@ class StreamConfig(StreamOptions):
 
 
 class MetricsConfig(Strict):
-    listen: str = Field(DEFAULT_LISTEN, description="HOST:PORT of /metrics, /healthz and /readyz ([::1]:PORT for IPv6)")
+    listen: str = Field(DEFAULT_LISTEN, description=(
+        "`HOST:PORT` or `[V6]:PORT` serving `/metrics`, `/healthz` and `/readyz`. Loopback by default; "
+        "`0.0.0.0:9108` or `[::]:9108` lets a Prometheus on another host scrape it. A change needs a restart "
+        "(a reload logs a warning and keeps the old address)"))
 
     @field_validator("listen")
     @classmethod
@@ -273,15 +282,21 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 class EngineConfig(Strict):
     prefer: list[str] | None = Field(None, description=(
-        "engines to try in order, each 'backend[:model]' (tensorrt, onnxruntime, torch, classical; models "
-        "aqs_effnet_b0 (default), aqs_effnet_lite0, aqs_mnv3_small); null = the built-in fastest-first chain"))
-    max_batch: int = Field(16, ge=1, le=256, strict=True, description="most windows per inference call (across all streams)")
+        "engines to try in order, each `backend[:model]` (tensorrt, onnxruntime, torch, classical; models "
+        "aqs_effnet_b0 (default), aqs_effnet_lite0, aqs_mnv3_small); null = the built-in fastest-first chain. "
+        "`--check` validates the names; whether an engine loads is known only at start"))
+    max_batch: int = Field(16, ge=1, le=256, strict=True, description=(
+        "most windows per inference call, across all streams. A reload may lower it but not raise it above "
+        "the value the daemon started with"))
     max_wait_ms: float = Field(100.0, ge=0, le=10000, strict=True, description=(
         "how long a partial batch waits for more windows before it is scored anyway"))
     threads: int | None = Field(None, ge=1, le=1024, strict=True, description=(
-        "inference threads; null = the engine's choice (cores - 1)"))
+        "inference threads, used by onnxruntime (intra-op threads), torch (its CPU thread pool) and classical "
+        "(feature threads); null = the engine's choice (ONNX Runtime: all cores but one, so decoding keeps a "
+        "core; torch: its own; classical: 1); refused when `prefer` names tensorrt, which takes no thread count"))
     model_dir: str | None = Field(None, description=(
-        "folder with model files (it must exist); null = the ones shipped in engines/models"))
+        "folder with model files and their `manifest.json` (it must exist; relative to the config file's "
+        "folder); null = the ones shipped in `engines/models/`"))
 
     @field_validator("model_dir")
     @classmethod
@@ -310,6 +325,16 @@ class EngineConfig(Strict):
         parse_preference(value)
         return value
 
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, value: int | None, info: ValidationInfo) -> int | None:
+        prefer = info.data.get("prefer")  # absent when prefer itself was invalid
+        if value is not None and prefer is not None:
+            from engines.chain import parse_preference
+
+            parse_preference(prefer, threads=value)  # refuses a named backend that takes no thread count
+        return value
+
 
 # Top-level sections that every stream inherits and may override key by key.
 PER_STREAM_SECTIONS: dict[str, type[BaseModel]] = {"checks": ChecksConfig, "quality": QualityConfig}
@@ -319,14 +344,26 @@ class Config(Strict):
     """The whole file. New sections: add a field here; a section that streams inherit and override key by
     key also goes in :data:`PER_STREAM_SECTIONS` and :class:`StreamConfig`."""
 
-    streams: list[StreamConfig] = Field(default_factory=list)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    engine: EngineConfig = Field(default_factory=EngineConfig)
-    defaults: StreamOptions = Field(default_factory=StreamOptions)
-    checks: ChecksConfig = Field(default_factory=ChecksConfig)
-    quality: QualityConfig = Field(default_factory=QualityConfig)
+    streams: list[StreamConfig] = Field(default_factory=list, description=(
+        "the streams to watch (default none: the daemon then runs, logs a warning and `/readyz` answers 503)"))
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="the HTTP endpoint Prometheus scrapes")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description=(
+        "the inference engine all streams share, and how windows are batched for it"))
+    defaults: StreamOptions = Field(default_factory=StreamOptions, description=(
+        "per-stream options for every stream; any stream may override any of them. The merge is per key and "
+        "shallow: a stream's `ffmpeg_options` replaces the whole `defaults` mapping"))
+    checks: ChecksConfig = Field(default_factory=ChecksConfig, description=(
+        "signal checks on every stream's decoded picture and packets. A stream's own `checks:` overrides them "
+        "key by key at every level (`checks: {freeze: {min_duration: 10}}` changes only that key). A check "
+        "raises its gauge after its condition held `min_duration` seconds and clears it after it stayed false "
+        "`clear_duration` seconds; a disabled check's gauge stays 0. Not allowed under `defaults:`"))
+    quality: QualityConfig = Field(default_factory=QualityConfig, description=(
+        "the quality state (ok / warn / crit) of every stream, from the AQS of consecutive windows with "
+        "hysteresis. A stream's own `quality:` overrides it key by key (`quality: {warn: 0.5}` keeps the rest). "
+        "Not allowed under `defaults:`"))
     shard: ShardConfig = Field(default_factory=ShardConfig, description=(
-        "which part of the stream list this instance runs when several share this file (monitor/sharding.py)"))
+        "which part of the stream list this instance runs when several instances share this file "
+        "(rendezvous hashing of the stream names); `--shard I/N` overrides `count` and `index`"))
 
     @model_validator(mode="before")
     @classmethod
@@ -348,9 +385,6 @@ class Config(Strict):
         for stream in streams:
             merged.append(_merge_stream(base, sections, stream) if isinstance(stream, dict) else stream)
         return {**data, "streams": merged}
-
-    def stream(self, name: str) -> StreamConfig | None:
-        return next((s for s in self.streams if s.name == name), None)
 
 
 def _valid_dump(model: type[BaseModel], data: Any, info: ValidationInfo) -> dict[str, Any]:

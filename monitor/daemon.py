@@ -16,16 +16,17 @@ signal checks and quality state and keep their series; a changed ``engine:`` sec
 engine and swaps it in (the old one stays if the new one fails). A changed ``metrics.listen`` needs
 a restart (logged).
 
-Under systemd (``Type=notify``), :class:`SystemdNotify` sends READY=1 once the engine is loaded and the
-metrics endpoint listens, WATCHDOG=1 from the main loop only while :meth:`Daemon.health` holds,
-STATUS= lines, RELOADING=1 ... READY=1 around a reload and STOPPING=1 at shutdown.
+Under systemd (``Type=notify``), :meth:`Daemon.notify_systemd` wires a :class:`SystemdNotify` into the
+lifecycle hooks: READY=1 once the engine is loaded and the metrics endpoint listens, WATCHDOG=1 from
+the main loop only while :meth:`Daemon.health` holds, STATUS= lines, RELOADING=1 ... READY=1 around a
+reload and STOPPING=1 at shutdown.
 
 Stop: every thread is told to stop, then joined within a shared deadline. A reader blocked inside
 FFmpeg returns at its read timeout at the latest; the daemon does not wait for it (daemon threads).
 
 Integration points: :attr:`Daemon.frame_observers` (per decoded frame, see
 :class:`monitor.ingest.IngestObserver`), :attr:`Daemon.window_observers` (per scored window, see
-:class:`monitor.scoring.WindowObserver`), :attr:`Daemon.on_ready` / :attr:`Daemon.on_tick` /
+:class:`monitor.observers.WindowObserver`), :attr:`Daemon.on_ready` / :attr:`Daemon.on_tick` /
 :attr:`Daemon.on_reloading` / :attr:`Daemon.on_reloaded` / :attr:`Daemon.on_stopping` (callables
 without arguments, called on the main thread).
 """
@@ -47,10 +48,10 @@ from monitor.config import Config, ConfigError, StreamConfig, base_dir_of, load_
 from monitor.ingest import IngestObserver, StreamReader
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics
-from monitor.notify import SystemdNotify
-from monitor.observers import QualityTracker, StreamChecks
+from monitor.notify import Notifier, SystemdNotify, watchdog_interval
+from monitor.engine_selection import load_engine
+from monitor.observers import QualityTracker, StreamChecks, WindowObserver
 from monitor.scheduler import ScheduledStream, Scheduler
-from monitor.scoring import WindowObserver, load_engine
 from monitor.server import MetricsServer
 from monitor.sharding import Shard, placement
 from monitor.windows import WindowRing
@@ -139,6 +140,24 @@ class Daemon:
             text += f", engine {info.engine}:{Path(info.model).stem}"
         ready, reason = self.readiness()
         return text if ready else f"{text}; not ready: {reason}"
+
+    # systemd ---------------------------------------------------------------------------------------
+    def notify_systemd(self, notifier: Notifier, watchdog_s: float | None) -> SystemdNotify:
+        """Send sd_notify messages from the lifecycle hooks; nothing is wired when ``notifier`` is off
+        (not started by systemd). With a watchdog the main loop ticks at least twice per
+        ``watchdog_s``, so pings come at most 1.5 x ``watchdog_s`` apart."""
+        notify = SystemdNotify(notifier, watchdog_s, status_line=self.status_line, health=self.health)
+        if not notify.enabled:
+            return notify
+        self.on_ready.append(notify.ready)
+        self.on_tick.append(notify.tick)
+        self.on_reloading.append(notify.reloading)
+        self.on_reloaded.append(notify.ready)
+        self.on_stopping.append(notify.stopping)
+        if watchdog_s is not None:
+            self.tick_s = min(self.tick_s, watchdog_s / 2)
+            log.info("systemd watchdog enabled", extra={"event": "watchdog_enabled", "ping_every_s": watchdog_s})
+        return notify
 
     # sharding --------------------------------------------------------------------------------------
     def shard_of(self, config: Config) -> Shard:
@@ -269,9 +288,8 @@ class Daemon:
     def _reload_engine(self, new: Config) -> bool:
         """Load and swap in the engine of ``new``; False (the running engine stays) when it fails."""
         assert self.scheduler is not None
-        base_dir = base_dir_of(self.config_path) if self.config_path else None
         try:
-            selection = self._while_ticking(lambda: load_engine(new.engine, base_dir), "engine-reload")
+            selection = self._while_ticking(lambda: load_engine(new.engine, self.base_dir), "engine-reload")
         except Exception as exc:  # noqa: BLE001 - keep the running engine
             log.error("new engine configuration failed; keeping the running engine",
                       extra={"event": "engine_reload_failed", "reason": str(exc)})
@@ -284,12 +302,11 @@ class Daemon:
             selection.engine.close()
             return False
         self.engine_spec = selection.spec
-        if new.engine.max_batch > self.scheduler.max_batch:
-            # the batch buffer is preallocated and in use by the scheduler thread
-            log.warning("engine.max_batch can only grow with a restart",
-                        extra={"event": "reload_needs_restart", "max_batch": self.scheduler.max_batch})
-        self.scheduler.max_batch = min(new.engine.max_batch, self.scheduler.max_batch)
-        self.scheduler.max_wait_s = new.engine.max_wait_ms / 1000.0
+        batching = self.scheduler.reconfigure(max_batch=new.engine.max_batch,
+                                              max_wait_s=new.engine.max_wait_ms / 1000.0)
+        if batching.max_batch < new.engine.max_batch:
+            log.warning("engine.max_batch can only grow beyond its value at start with a restart",
+                        extra={"event": "reload_needs_restart", "max_batch": batching.max_batch})
         old = self.scheduler.swap_engine(selection.engine)
         try:
             old.close()
@@ -416,7 +433,7 @@ def run_daemon(config_path: str, log_format: str = "text", log_level: str = "inf
     log.info("starting vqa-monitor", extra={"event": "starting", "config": str(config_path), "pid": os.getpid(),
                                            "streams": len(config.streams)})
     daemon = Daemon(config, config_path, shard=shard)
-    SystemdNotify.from_env(daemon).attach()
+    daemon.notify_systemd(Notifier.from_env(), watchdog_interval())
     holder["daemon"] = daemon
     try:
         daemon.start_server()

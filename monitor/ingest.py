@@ -1,8 +1,8 @@
 """Ingest: one reader thread per stream, PyAV with both timeouts, reconnect forever.
 
-A reader opens its source, demuxes and decodes the first video stream, samples every frame it needs
-straight into the stream's :class:`~monitor.windows.WindowRing` (no decoded frame is kept), and
-calls the per-frame observers. Every way a live source can end is an outage: an exception, a read
+A reader opens its source, demuxes and decodes the first video stream, writes every frame into the
+stream's :class:`~monitor.windows.WindowRing` (which samples it straight into a window: no decoded
+frame is kept), and calls the per-frame observers. Every way a live source can end is an outage: an exception, a read
 timeout (server hung), or a silent end of stream (server killed). The reader then sets
 ``vqa_stream_up`` to 0 and re-opens with capped exponential backoff plus jitter, forever.
 
@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
-from engines.sampler import Offsets, Planes, grid_offsets, planes_from_frame, sample_frame
+from engines.sampler import Planes, planes_from_frame
 from monitor.config import Source, StreamConfig
 from monitor.metrics import StreamMetrics
 from monitor.redact import redact_text
@@ -148,8 +148,6 @@ class StreamReader:
         self.last_frame_time: float | None = None
         self.finished = False  # a file without loop reached its end
         self._failures = 0
-        self._offsets: Offsets | None = None
-        self._offsets_size: tuple[int, int] | None = None
         self._prev_due: float | None = None
         self._prev_time: float | None = None
         self._fps = DEFAULT_FPS
@@ -294,15 +292,7 @@ class StreamReader:
         self.last_frame_time = now
         self.metrics.frames.inc()
         planes = planes_from_frame(frame)
-        size = (planes.height, planes.width)
-        out = self.ring.frame_slot()
-        if out is not None:
-            if size != self._offsets_size:
-                self._offsets = grid_offsets(*size)
-                self._offsets_size = size
-            assert self._offsets is not None
-            sample_frame(planes, self._offsets, out=out)
-            self.ring.frame_done(now, size)
+        self.ring.write(planes, now)
         for observer in self.observers:
             self._call(observer.on_frame, self.name, planes, now)
 

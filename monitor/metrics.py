@@ -1,196 +1,235 @@
-"""Every Prometheus metric the daemon publishes: names, help, labels and buckets, spelled once.
+"""Every Prometheus metric the daemon publishes, declared once in :data:`METRICS`.
 
 The names are a contract (alert rules, dashboards and users' queries rely on them). Metrics live in
 a registry passed in (never prometheus_client's global default registry), so tests and tools can
-make as many independent daemons as they like.
+make as many independent daemons as they like. docs/metrics.md is rendered from the same table
+(:func:`reference_markdown`).
 
-Per-stream series are created when a stream starts (:meth:`Metrics.stream`) and all removed when it
-is removed (:meth:`Metrics.remove_stream`), so a stream deleted on reload leaves nothing behind.
+Per-stream series are created when a stream starts (:meth:`Metrics.stream`, which returns the
+stream's :class:`StreamMetrics` handle) and all removed when it is removed
+(:meth:`Metrics.remove_stream`), so a stream deleted on reload leaves nothing behind. Per-stream
+gauges are plain values on the handle that a collector reads at scrape time: setting one is an
+attribute write, and a removed stream's handle can never bring its series back.
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
 
 from engines.contract import ARTIFACTS
 from monitor.signals import SignalState
 
-# name -> (type, help, labels); counters are declared without the _total suffix prometheus_client adds.
-AQS = "vqa_aqs"
-QUALITY = "vqa_quality"
-ARTIFACT_PROBABILITY = "vqa_artifact_probability"
-ARTIFACT_INTENSITY = "vqa_artifact_intensity"
-STREAM_UP = "vqa_stream_up"
-STREAM_RECONNECTS = "vqa_stream_reconnects"  # exposed as vqa_stream_reconnects_total
-FRAMES_DECODED = "vqa_frames_decoded"  # _total
-DECODE_ERRORS = "vqa_decode_errors"  # _total
-WINDOWS_SCORED = "vqa_windows_scored"  # _total
-WINDOWS_DROPPED = "vqa_windows_dropped"  # _total
-LAST_SCORED = "vqa_last_window_scored_timestamp_seconds"
-INFERENCE_SECONDS = "vqa_inference_seconds"
-INFERENCE_BATCH = "vqa_inference_batch_windows"
-WINDOW_LATENCY = "vqa_window_latency_seconds"
-ENGINE_INFO = "vqa_engine_info"
-CONFIG_RELOAD_OK = "vqa_config_last_reload_successful"
-CONFIG_RELOADS = "vqa_config_reloads"  # _total
-QUALITY_STATE = "vqa_quality_state"
-BLACK = "vqa_black"
-FROZEN = "vqa_frozen"
-NO_VIDEO = "vqa_no_video"
-FRAME_RATE_DEVIATION = "vqa_frame_rate_deviation"
-FRAME_RATE = "vqa_frame_rate"
-EXPECTED_FRAME_RATE = "vqa_expected_frame_rate"
-BITRATE = "vqa_bitrate_bits_per_second"
-SHARD_INFO = "vqa_shard_info"
-STREAMS_OWNED = "vqa_streams_owned"
+COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
+_WRAPPERS: dict[str, type[MetricWrapperBase]] = {COUNTER: Counter, GAUGE: Gauge, HISTOGRAM: Histogram}
+STREAM = ("stream",)
+STREAM_ARTIFACT = ("stream", "artifact")
 
 INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
-@dataclass
-class StreamMetrics:
-    """The children of one stream, so hot paths do not look labels up per frame."""
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: its Prometheus name, type, help, labels and buckets, and its attribute in code.
 
+    ``attr`` names it on :class:`StreamMetrics` when its labels start with ``stream``, else on
+    :class:`Metrics`. A counter's ``name`` is without the ``_total`` suffix prometheus_client adds.
+    A per-stream gauge that is ``absent_until_set`` has no series before its first value (and none
+    while it is set to None); the others start at 0 when the stream starts.
+    """
+
+    attr: str
     name: str
-    up: Gauge
-    reconnects: Counter
-    frames: Counter
-    decode_errors: Counter
-    scored: Counter
-    dropped: Counter
-    last_scored: Gauge
-    latency: Histogram
-    quality_state: Gauge
-    black: Gauge
-    frozen: Gauge
-    no_video: Gauge
-    frame_rate_deviation: Gauge
+    kind: str
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+    absent_until_set: bool = False
+
+    @property
+    def per_stream(self) -> bool:
+        return self.labels[:1] == STREAM
+
+    @property
+    def exposed_name(self) -> str:
+        return f"{self.name}_total" if self.kind == COUNTER else self.name
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("aqs", "vqa_aqs", GAUGE, "Aggregate Quality Score of the last scored window, 0 (worst) to 1 (best)",
+               STREAM, absent_until_set=True),
+    MetricSpec("quality", "vqa_quality", GAUGE,
+               "Model quality estimate (VMAF/100-like, before artifact penalties) of the last window",
+               STREAM, absent_until_set=True),
+    MetricSpec("artifact_probability", "vqa_artifact_probability", GAUGE,
+               "Probability that the artifact is present in the last window", STREAM_ARTIFACT, absent_until_set=True),
+    MetricSpec("artifact_intensity", "vqa_artifact_intensity", GAUGE,
+               "Estimated strength (0..1) of the artifact in the last window, if present",
+               STREAM_ARTIFACT, absent_until_set=True),
+    MetricSpec("up", "vqa_stream_up", GAUGE, "1 while the stream delivers frames, 0 during an outage", STREAM),
+    MetricSpec("reconnects", "vqa_stream_reconnects", COUNTER,
+               "Attempts to re-open the stream after it failed or ended", STREAM),
+    MetricSpec("frames", "vqa_frames_decoded", COUNTER, "Frames decoded", STREAM),
+    MetricSpec("decode_errors", "vqa_decode_errors", COUNTER, "Packets that failed to decode", STREAM),
+    MetricSpec("scored", "vqa_windows_scored", COUNTER, "7-frame windows scored", STREAM),
+    MetricSpec("dropped", "vqa_windows_dropped", COUNTER, "Windows dropped unscored because scoring fell behind",
+               STREAM),
+    MetricSpec("last_scored", "vqa_last_window_scored_timestamp_seconds", GAUGE,
+               "Unix time when the stream's last window was scored", STREAM),
+    MetricSpec("inference_seconds", "vqa_inference_seconds", HISTOGRAM, "Engine time per inference batch",
+               ("engine",), INFERENCE_BUCKETS),
+    MetricSpec("inference_batch", "vqa_inference_batch_windows", HISTOGRAM, "Windows per inference batch",
+               ("engine",), BATCH_BUCKETS),
+    MetricSpec("latency", "vqa_window_latency_seconds", HISTOGRAM,
+               "Time from a window's last frame being decoded to its score being published", STREAM, LATENCY_BUCKETS),
+    MetricSpec("engine_info", "vqa_engine_info", GAUGE, "The inference engine in use (value 1)",
+               ("engine", "model", "provider")),
+    MetricSpec("config_reload_ok", "vqa_config_last_reload_successful", GAUGE,
+               "1 if the last config (re)load succeeded, 0 if it was rejected"),
+    MetricSpec("config_reloads", "vqa_config_reloads", COUNTER, "Config reloads (SIGHUP) by result", ("result",)),
+    MetricSpec("quality_state", "vqa_quality_state", GAUGE, "Quality state with hysteresis: 0 ok, 1 warn, 2 crit",
+               STREAM),
+    MetricSpec("black", "vqa_black", GAUGE, "1 while the picture is black (after the black check's min_duration)",
+               STREAM),
+    MetricSpec("frozen", "vqa_frozen", GAUGE,
+               "1 while the picture is frozen (after the freeze check's min_duration)", STREAM),
+    MetricSpec("no_video", "vqa_no_video", GAUGE, "1 while the source is connected but delivers no decoded frame",
+               STREAM),
+    MetricSpec("frame_rate_deviation", "vqa_frame_rate_deviation", GAUGE,
+               "1 while the measured frame rate deviates from the expected one beyond the tolerance", STREAM),
+    MetricSpec("frame_rate", "vqa_frame_rate", GAUGE,
+               "Measured frame rate (frames/s) over the frame-rate check's window; absent until measured",
+               STREAM, absent_until_set=True),
+    MetricSpec("expected_frame_rate", "vqa_expected_frame_rate", GAUGE,
+               "Expected frame rate (frames/s): configured, or else declared by the stream; absent if unknown",
+               STREAM, absent_until_set=True),
+    MetricSpec("bitrate", "vqa_bitrate_bits_per_second", GAUGE,
+               "Video bitrate from demuxed packet sizes over the bitrate window; absent until measured",
+               STREAM, absent_until_set=True),
+    MetricSpec("shard_info", "vqa_shard_info", GAUGE,
+               "This instance's shard (value 1): shard number (from 0) of shards instances sharing the config",
+               ("shard", "shards")),
+    MetricSpec("streams_owned", "vqa_streams_owned", GAUGE,
+               "Streams this instance runs: its shard of the configured streams"),
+)
+STREAM_METRICS = tuple(spec for spec in METRICS if spec.per_stream)
+
+
+class StreamGauge:
+    """The current value of one stream's gauge, read at scrape time; None: the stream has no series.
+
+    A gauge labelled by artifact holds a sequence of values in :data:`engines.contract.ARTIFACTS` order.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def set(self, value: Any) -> None:
+        self.value = value
+
+
+class StreamMetrics:
+    """One stream's series, so hot paths update them without looking labels up.
+
+    One attribute per per-stream row of :data:`METRICS`, named by its ``attr``: a prometheus_client
+    child for counters (``inc``) and histograms (``observe``), a :class:`StreamGauge` for gauges (``set``).
+    """
+
+    __slots__ = ("name", *(spec.attr for spec in STREAM_METRICS))
+
+    def __init__(self, name: str, series: dict[str, Any]) -> None:
+        self.name = name
+        for attr, value in series.items():
+            setattr(self, attr, value)
 
 
 class Metrics:
+    """The daemon's metrics in ``registry``. Each row of :data:`METRICS` that is not per stream is an
+    attribute named by its ``attr`` (a prometheus_client metric); per-stream series go through
+    :meth:`stream` handles."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        r = registry
-        self.aqs = Gauge(AQS, "Aggregate Quality Score of the last scored window, 0 (worst) to 1 (best)", ["stream"], registry=r)
-        self.quality = Gauge(QUALITY, "Model quality estimate (VMAF/100-like, before artifact penalties) of the last window", ["stream"], registry=r)
-        self.artifact_probability = Gauge(ARTIFACT_PROBABILITY, "Probability that the artifact is present in the last window", ["stream", "artifact"], registry=r)
-        self.artifact_intensity = Gauge(ARTIFACT_INTENSITY, "Estimated strength (0..1) of the artifact in the last window, if present", ["stream", "artifact"], registry=r)
-        self.stream_up = Gauge(STREAM_UP, "1 while the stream delivers frames, 0 during an outage", ["stream"], registry=r)
-        self.reconnects = Counter(STREAM_RECONNECTS, "Attempts to re-open the stream after it failed or ended", ["stream"], registry=r)
-        self.frames = Counter(FRAMES_DECODED, "Frames decoded", ["stream"], registry=r)
-        self.decode_errors = Counter(DECODE_ERRORS, "Packets that failed to decode", ["stream"], registry=r)
-        self.scored = Counter(WINDOWS_SCORED, "7-frame windows scored", ["stream"], registry=r)
-        self.dropped = Counter(WINDOWS_DROPPED, "Windows dropped unscored because scoring fell behind", ["stream"], registry=r)
-        self.last_scored = Gauge(LAST_SCORED, "Unix time when the stream's last window was scored", ["stream"], registry=r)
-        self.inference_seconds = Histogram(INFERENCE_SECONDS, "Engine time per inference batch", ["engine"], buckets=INFERENCE_BUCKETS, registry=r)
-        self.inference_batch = Histogram(INFERENCE_BATCH, "Windows per inference batch", ["engine"], buckets=BATCH_BUCKETS, registry=r)
-        self.window_latency = Histogram(WINDOW_LATENCY, "Time from a window's last frame being decoded to its score being published", ["stream"], buckets=LATENCY_BUCKETS, registry=r)
-        self.engine_info = Gauge(ENGINE_INFO, "The inference engine in use (value 1)", ["engine", "model", "provider"], registry=r)
-        self.config_reload_ok = Gauge(CONFIG_RELOAD_OK, "1 if the last config (re)load succeeded, 0 if it was rejected", registry=r)
-        self.config_reloads = Counter(CONFIG_RELOADS, "Config reloads (SIGHUP) by result", ["result"], registry=r)
-        self.quality_state = Gauge(QUALITY_STATE, "Quality state with hysteresis: 0 ok, 1 warn, 2 crit", ["stream"], registry=r)
-        self.black = Gauge(BLACK, "1 while the picture is black (after the black check's min_duration)", ["stream"], registry=r)
-        self.frozen = Gauge(FROZEN, "1 while the picture is frozen (after the freeze check's min_duration)", ["stream"], registry=r)
-        self.no_video = Gauge(NO_VIDEO, "1 while the source is connected but delivers no decoded frame", ["stream"], registry=r)
-        self.frame_rate_deviation = Gauge(FRAME_RATE_DEVIATION, "1 while the measured frame rate deviates from the expected one beyond the tolerance", ["stream"], registry=r)
-        self.frame_rate = Gauge(FRAME_RATE, "Measured frame rate (frames/s) over the frame-rate check's window; absent until measured", ["stream"], registry=r)
-        self.expected_frame_rate = Gauge(EXPECTED_FRAME_RATE, "Expected frame rate (frames/s): configured, or else declared by the stream; absent if unknown", ["stream"], registry=r)
-        self.bitrate = Gauge(BITRATE, "Video bitrate from demuxed packet sizes over the bitrate window; absent until measured", ["stream"], registry=r)
-        self.shard_info = Gauge(SHARD_INFO, "This instance's shard (value 1): shard number (from 0) of shards instances sharing the config", ["shard", "shards"], registry=r)
-        self.streams_owned = Gauge(STREAMS_OWNED, "Streams this instance runs: its shard of the configured streams", registry=r)
-        self.config_reload_ok.set(1)
         self._streams: dict[str, StreamMetrics] = {}
         self._lock = threading.Lock()
+        self._stream_families: dict[str, MetricWrapperBase] = {}  # per-stream counters and histograms
+        for spec in METRICS:  # in table order, which is the order of the exposition
+            if spec.per_stream and spec.kind == GAUGE:
+                registry.register(_StreamGaugeCollector(spec, self._live_streams))
+            elif spec.per_stream:
+                self._stream_families[spec.attr] = _build(spec, registry)
+            else:
+                setattr(self, spec.attr, _build(spec, registry))
+        self.config_reload_ok.set(1)
 
     # per-stream series ---------------------------------------------------------------------------
-    def _per_stream(self) -> list[MetricWrapperBase]:
-        return [self.aqs, self.quality, self.stream_up, self.reconnects, self.frames, self.decode_errors,
-                self.scored, self.dropped, self.last_scored, self.window_latency, self.quality_state,
-                self.black, self.frozen, self.no_video, self.frame_rate_deviation, self.frame_rate,
-                self.expected_frame_rate, self.bitrate]
-
     def stream(self, name: str) -> StreamMetrics:
-        """Create (or return) the series of stream ``name``; counters start at 0, up at 0."""
+        """Create (or return) the series of stream ``name``: counters at 0, gauges at 0 or absent."""
         with self._lock:
-            existing = self._streams.get(name)
-            if existing is not None:
-                return existing
-            return self._new_stream(name)
+            handle = self._streams.get(name)
+            if handle is None:
+                handle = self._streams[name] = StreamMetrics(name, {
+                    spec.attr: self._new_series(spec, name) for spec in STREAM_METRICS})
+            return handle
 
-    def _new_stream(self, name: str) -> StreamMetrics:
-        handle = StreamMetrics(
-            name=name,
-            up=self.stream_up.labels(name),
-            reconnects=self.reconnects.labels(name),
-            frames=self.frames.labels(name),
-            decode_errors=self.decode_errors.labels(name),
-            scored=self.scored.labels(name),
-            dropped=self.dropped.labels(name),
-            last_scored=self.last_scored.labels(name),
-            latency=self.window_latency.labels(name),
-            quality_state=self.quality_state.labels(name),
-            black=self.black.labels(name),
-            frozen=self.frozen.labels(name),
-            no_video=self.no_video.labels(name),
-            frame_rate_deviation=self.frame_rate_deviation.labels(name),
-        )
-        self._streams[name] = handle
-        return handle
-
-    def publish_score(self, handle: StreamMetrics, aqs: float, quality: float,
-                      probabilities: Sequence[float], intensities: Sequence[float]) -> bool:
-        """Set the score gauges of one stream. They are absent until a stream's first window is scored."""
-        name = handle.name
-        with self._lock:
-            if self._streams.get(name) is not handle:
-                return False  # the stream was removed (or replaced) while its window was being scored
-            self.aqs.labels(name).set(aqs)
-            self.quality.labels(name).set(quality)
-            for artifact, p, s in zip(ARTIFACTS, probabilities, intensities):
-                self.artifact_probability.labels(name, artifact).set(p)
-                self.artifact_intensity.labels(name, artifact).set(s)
-            return True
-
-    def publish_signals(self, handle: StreamMetrics, state: SignalState) -> bool:
-        """Set the signal-check gauges of one stream; a value not measured (None) has no series."""
-        name = handle.name
-        with self._lock:
-            if self._streams.get(name) is not handle:
-                return False  # removed meanwhile: never resurrect its series
-            handle.black.set(state.black)
-            handle.frozen.set(state.frozen)
-            handle.no_video.set(state.no_video)
-            handle.frame_rate_deviation.set(state.frame_rate_deviation)
-            _set_or_remove(self.frame_rate, name, state.frame_rate)
-            _set_or_remove(self.expected_frame_rate, name, state.expected_frame_rate)
-            _set_or_remove(self.bitrate, name, state.bitrate_bps)
-            return True
-
-    def publish_quality_state(self, handle: StreamMetrics, level: int) -> bool:
-        with self._lock:
-            if self._streams.get(handle.name) is not handle:
-                return False
-            handle.quality_state.set(level)
-            return True
+    def _new_series(self, spec: MetricSpec, name: str) -> Any:
+        if spec.kind == GAUGE:
+            return StreamGauge(None if spec.absent_until_set else 0.0)
+        return self._stream_families[spec.attr].labels(name)
 
     def remove_stream(self, name: str) -> None:
         """Remove every series of stream ``name`` (it was removed from the config)."""
         with self._lock:
-            self._streams.pop(name, None)
-            for metric in self._per_stream():
-                _remove(metric, name)
-            for artifact in ARTIFACTS:
-                _remove(self.artifact_probability, name, artifact)
-                _remove(self.artifact_intensity, name, artifact)
+            if self._streams.pop(name, None) is None:
+                return
+            for family in self._stream_families.values():
+                family.remove(name)
 
-    def streams(self) -> list[str]:
-        return list(self._streams)
+    def _live_streams(self) -> list[StreamMetrics]:
+        with self._lock:
+            return list(self._streams.values())
+
+    def _is_live(self, handle: StreamMetrics) -> bool:
+        """False once the stream was removed (or replaced): its handle then publishes nothing."""
+        return self._streams.get(handle.name) is handle
+
+    def publish_score(self, handle: StreamMetrics, aqs: float, quality: float,
+                      probabilities: Sequence[float], intensities: Sequence[float]) -> bool:
+        """Set the score gauges of one stream. They are absent until a stream's first window is scored."""
+        if not self._is_live(handle):
+            return False
+        handle.aqs.set(aqs)
+        handle.quality.set(quality)
+        handle.artifact_probability.set(tuple(probabilities))
+        handle.artifact_intensity.set(tuple(intensities))
+        return True
+
+    def publish_signals(self, handle: StreamMetrics, state: SignalState) -> bool:
+        """Set the signal-check gauges of one stream; a value not measured (None) has no series."""
+        if not self._is_live(handle):
+            return False
+        handle.black.set(state.black)
+        handle.frozen.set(state.frozen)
+        handle.no_video.set(state.no_video)
+        handle.frame_rate_deviation.set(state.frame_rate_deviation)
+        handle.frame_rate.set(state.frame_rate)
+        handle.expected_frame_rate.set(state.expected_frame_rate)
+        handle.bitrate.set(state.bitrate_bps)
+        return True
+
+    def publish_quality_state(self, handle: StreamMetrics, level: int) -> bool:
+        if not self._is_live(handle):
+            return False
+        handle.quality_state.set(level)
+        return True
 
     # engine ---------------------------------------------------------------------------------------
     def set_engine(self, engine: str, model: str, provider: str) -> None:
@@ -204,15 +243,78 @@ class Metrics:
         self.streams_owned.set(owned)
 
 
-def _set_or_remove(gauge: Gauge, name: str, value: float | None) -> None:
-    if value is None:
-        _remove(gauge, name)
-    else:
-        gauge.labels(name).set(value)
+def _build(spec: MetricSpec, registry: CollectorRegistry) -> MetricWrapperBase:
+    extra = {"buckets": spec.buckets} if spec.kind == HISTOGRAM else {}
+    return _WRAPPERS[spec.kind](spec.name, spec.help, spec.labels, registry=registry, **extra)
 
 
-def _remove(metric: MetricWrapperBase, *labels: str) -> None:
-    try:
-        metric.remove(*labels)
-    except KeyError:
-        pass
+class _StreamGaugeCollector:
+    """One per-stream gauge, collected at scrape time from the live streams' :class:`StreamGauge` values."""
+
+    def __init__(self, spec: MetricSpec, streams: Callable[[], list[StreamMetrics]]) -> None:
+        self.spec = spec
+        self.streams = streams
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for handle in self.streams():
+            value = getattr(handle, self.spec.attr).value
+            if value is None:
+                continue
+            if self.spec.labels == STREAM_ARTIFACT:
+                for artifact, v in zip(ARTIFACTS, value):
+                    family.add_metric([handle.name, artifact], float(v))
+            else:
+                family.add_metric([handle.name], float(value))
+        yield family
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.spec.name, self.spec.help, labels=self.spec.labels)
+
+
+# reference ----------------------------------------------------------------------------------------
+def reference_markdown() -> str:
+    """docs/metrics.md: every metric of :data:`METRICS` with its type, labels and help."""
+    per_stream = [_row(spec, series=_series_start(spec)) for spec in STREAM_METRICS]
+    per_instance = [_row(spec) for spec in METRICS if not spec.per_stream]
+    return "\n".join([
+        "# Metrics reference",
+        "",
+        "<!-- Generated from METRICS in monitor/metrics.py by docs/build_metrics_reference.py; do not edit. -->",
+        "",
+        "Every metric the daemon serves on `/metrics` (`metrics.listen`). Counters carry the `_total` suffix;",
+        "each histogram also exposes `_bucket`, `_count` and `_sum`, and each counter and histogram a `_created`",
+        "timestamp.",
+        "",
+        "## Per stream",
+        "",
+        "A stream's series appear when it starts and are all removed when it leaves the configuration. "
+        "`artifact` is one of " + ", ".join(f"`{a}`" for a in ARTIFACTS) + ".",
+        "",
+        "| Metric | Type | Labels | Series from | Help |",
+        "|---|---|---|---|---|",
+        *per_stream,
+        "",
+        "## Per instance",
+        "",
+        "| Metric | Type | Labels | Help |",
+        "|---|---|---|---|",
+        *per_instance,
+        "",
+    ])
+
+
+def _series_start(spec: MetricSpec) -> str:
+    return "its first value" if spec.absent_until_set else "stream start"
+
+
+def _row(spec: MetricSpec, series: str | None = None) -> str:
+    kind = spec.kind
+    if spec.buckets:
+        kind += " (buckets " + ", ".join(f"{b:g}" for b in spec.buckets) + ")"
+    labels = ", ".join(f"`{label}`" for label in spec.labels) or "none"
+    cells = [f"`{spec.exposed_name}`", kind, labels, *([series] if series else []), spec.help.replace("|", "\\|")]
+    return "| " + " | ".join(cells) + " |"

@@ -1,8 +1,8 @@
 """sd_notify: tell systemd (Type=notify) that the daemon is ready, alive, reloading or stopping.
 
 The protocol is one AF_UNIX datagram per message to the socket named by ``$NOTIFY_SOCKET`` (a path, or
-an abstract name written with a leading ``@``). Without ``NOTIFY_SOCKET`` (not under systemd) every call
-is a no-op, so the daemon calls these unconditionally::
+an abstract name written with a leading ``@``). Without ``NOTIFY_SOCKET`` (not under systemd) every
+:class:`Notifier` call is a no-op::
 
     notifier = Notifier.from_env()
     notifier.ready("scoring 3 streams on onnxruntime")       # engine loaded and metrics server up
@@ -12,7 +12,8 @@ is a no-op, so the daemon calls these unconditionally::
     notifier.reloading() ... notifier.ready()                 # around a SIGHUP reload
     notifier.stopping()
 
-No dependency: the stdlib ``socket`` module is all the protocol needs.
+:class:`SystemdNotify` decides what to send when; the daemon wires it into its lifecycle hooks
+(``Daemon.notify_systemd``). No dependency: the stdlib ``socket`` module is all the protocol needs.
 """
 from __future__ import annotations
 
@@ -21,12 +22,9 @@ import math
 import os
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import Callable
 
-if TYPE_CHECKING:
-    from monitor.daemon import Daemon
-
-__all__ = ["Notifier", "watchdog_interval"]
+__all__ = ["Notifier", "SystemdNotify", "watchdog_interval"]
 
 log = logging.getLogger(__name__)
 
@@ -110,51 +108,40 @@ def watchdog_interval(environ: dict | None = None, fraction: float = 0.5) -> flo
     return usec / 1e6 * fraction
 
 
-# ------------------------------------------------------------------------------------------------
-# sd_notify
-# ------------------------------------------------------------------------------------------------
 class SystemdNotify:
-    """The daemon's sd_notify messages (each a no-op without ``$NOTIFY_SOCKET``).
+    """The daemon's sd_notify messages, from two questions put to it: ``status_line()`` (one line for
+    ``systemctl status``) and ``health()`` (``(healthy, reason)``).
 
-    READY=1 (with STATUS=) from :attr:`Daemon.on_ready`; from the main loop's tick: STATUS= whenever
-    the status line changes, and WATCHDOG=1 every ``watchdog_s`` (half of ``WatchdogSec=``) only while
-    :meth:`Daemon.health` holds, so a wedged scheduler or engine call, or a stuck main loop, gets
-    restarted by systemd (stream outages do not stop the pings); RELOADING=1 and READY=1 around a
-    reload; STOPPING=1 at shutdown.
+    The daemon calls :meth:`ready` when the engine is loaded and the metrics endpoint listens (and again
+    after a reload), :meth:`reloading` before a reload, :meth:`tick` from its main loop and
+    :meth:`stopping` at shutdown. A tick sends STATUS= whenever the status line changed, and WATCHDOG=1
+    every ``watchdog_s`` (half of ``WatchdogSec=``) only while ``health()`` holds, so a wedged
+    scheduler or engine call, or a stuck main loop, gets restarted by systemd.
     """
 
-    def __init__(self, daemon: Daemon, notifier: Notifier, watchdog_s: float | None) -> None:
-        self.daemon = daemon
+    def __init__(self, notifier: Notifier, watchdog_s: float | None, *, status_line: Callable[[], str],
+                 health: Callable[[], tuple[bool, str]]) -> None:
         self.notifier = notifier
         self.watchdog_s = watchdog_s
+        self.status_line = status_line
+        self.health = health
         self._last_ping = -math.inf
         self._last_status = ""
         self._healthy = True
 
-    @classmethod
-    def from_env(cls, daemon: Daemon) -> "SystemdNotify":
-        return cls(daemon, Notifier.from_env(), watchdog_interval())
-
-    def attach(self) -> "SystemdNotify":
-        if not self.notifier.enabled:
-            return self  # not started by systemd
-        d = self.daemon
-        d.on_ready.append(self.ready)
-        d.on_tick.append(self.tick)
-        d.on_reloading.append(self.notifier.reloading)
-        d.on_reloaded.append(self.ready)
-        d.on_stopping.append(self.stopping)
-        if self.watchdog_s is not None:
-            d.tick_s = min(d.tick_s, self.watchdog_s / 2)  # pings then come at most 1.5 x watchdog_s apart
-            log.info("systemd watchdog enabled", extra={"event": "watchdog_enabled", "ping_every_s": self.watchdog_s})
-        return self
+    @property
+    def enabled(self) -> bool:
+        return self.notifier.enabled
 
     def ready(self) -> None:
-        self._last_status = self.daemon.status_line()
+        self._last_status = self.status_line()
         self.notifier.ready(self._last_status)
 
+    def reloading(self) -> None:
+        self.notifier.reloading()
+
     def tick(self) -> None:
-        status = self.daemon.status_line()
+        status = self.status_line()
         if status != self._last_status:
             self._last_status = status
             self.notifier.status(status)
@@ -162,7 +149,7 @@ class SystemdNotify:
             self._ping_if_healthy()
 
     def _ping_if_healthy(self) -> None:
-        healthy, reason = self.daemon.health()
+        healthy, reason = self.health()
         if healthy != self._healthy:
             self._healthy = healthy
             if healthy:

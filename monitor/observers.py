@@ -1,10 +1,13 @@
 """What the daemon does with each decoded frame and each scored window besides scoring them.
 
+The scheduler hands every scored window (:class:`WindowScore`) to each :class:`WindowObserver`, as
+the readers hand every frame to each :class:`monitor.ingest.IngestObserver`.
+
 :class:`StreamChecks` feeds every stream's frames and packets to its :class:`monitor.signals.StreamSignals`
 (black, frozen, no video, frame rate, bitrate); :class:`QualityTracker` feeds every scored window to
 its :class:`monitor.quality_state.QualityState` (ok / warn / crit with hysteresis). Both publish
 gauges and log one line per change. They sit apart from the checks' logic because they depend on
-ingest, scoring and metrics, and the config (which the logic's own settings belong to) must not.
+ingest and metrics, and the config (which the logic's own settings belong to) must not.
 """
 from __future__ import annotations
 
@@ -14,15 +17,58 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
+from engines.aqs import dominant_artifact, quality_level
+from engines.contract import ARTIFACTS
 from engines.sampler import Planes
 from monitor.config import StreamConfig
 from monitor.ingest import IngestObserver
 from monitor.metrics import Metrics, StreamMetrics
 from monitor.quality_state import Level, QualityEvent, QualityState
-from monitor.scoring import WindowObserver, WindowScore
 from monitor.signals import SignalEvent, StreamSignals
 
 log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------
+# Scored windows, as the scheduler publishes them
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WindowScore:
+    """The score of one window of one stream."""
+
+    stream: str
+    seq: int  # the window's sequence number in its stream
+    aqs: float
+    quality: float
+    probabilities: tuple[float, ...]  # in ARTIFACTS order
+    intensities: tuple[float, ...]
+    last_frame_time: float  # time.monotonic() of the window's last frame
+    published_time: float  # time.monotonic() when scored
+    engine: str
+
+    @property
+    def level(self) -> str:
+        return quality_level(self.aqs)
+
+    @property
+    def dominant_artifact(self) -> str:
+        return dominant_artifact(np.asarray(self.probabilities), np.asarray(self.intensities))
+
+    @property
+    def artifacts(self) -> dict[str, float]:
+        return dict(zip(ARTIFACTS, self.probabilities))
+
+    @property
+    def latency(self) -> float:
+        return self.published_time - self.last_frame_time
+
+
+class WindowObserver:
+    """Called on the scheduler thread for every scored window; keep it cheap."""
+
+    def on_window(self, score: WindowScore) -> None: ...
 
 
 # ------------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ scored at or above ``threshold + exit_margin`` AND they span at least ``exit_sec
 a window below crit is below warn too, and leaving crit while still below warn lands in warn. Alternating
 good and bad windows never reach ``enter_windows`` in a row, so the state does not flap.
 
-An *incident* runs from leaving ok to returning to ok. It tracks the worst AQS, the worst level and the
-dominant artifact (the artifact with the largest summed evidence ``probability * intensity`` over the
+An *incident* runs from leaving ok to returning to ok. It tracks the worst AQS and the dominant
+artifact (the artifact with the largest summed evidence ``probability * intensity`` over the
 incident's windows, as :func:`engines.aqs.dominant_artifact` names it for one window).
 
 The daemon calls, per stream and per scored window::
@@ -17,7 +17,7 @@ The daemon calls, per stream and per scored window::
     gauge vqa_quality_state = quality.level                  # 0 ok, 1 warn, 2 crit
     events += quality.close(now, reason="stream removed")    # ends an open incident
 
-and logs every :class:`QualityEvent` as one line (``event.message()`` or ``event.fields()`` for JSON).
+and logs every :class:`QualityEvent` as one line with ``event.fields()`` (see :mod:`monitor.observers`).
 """
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ from enum import IntEnum
 from typing import Mapping, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from engines.contract import ARTIFACTS
+from monitor.strict import Strict
 
 __all__ = ["Level", "QualityConfig", "QualityEvent", "QualityState"]
 
@@ -39,18 +40,18 @@ class Level(IntEnum):
     CRIT = 2
 
 
-class QualityConfig(BaseModel):
+class QualityConfig(Strict):
     """The ``quality:`` section (defaults and per stream)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     warn: float = Field(0.6, gt=0.0, le=1.0, description="AQS below this is a warning")
-    crit: float = Field(0.4, ge=0.0, lt=1.0, description="AQS below this is critical")
-    enter_windows: int = Field(5, ge=1, description="consecutive windows below a threshold to enter its level")
-    enter_seconds: float = Field(0.0, ge=0.0, description="and the time those windows must span")
-    exit_windows: int = Field(10, ge=1, description="consecutive clear windows to leave a level")
-    exit_seconds: float = Field(0.0, ge=0.0, description="and the time those windows must span")
-    exit_margin: float = Field(0.02, ge=0.0, le=0.2, description="a clear window scores >= threshold + margin")
+    crit: float = Field(0.4, ge=0.0, lt=1.0, description=(
+        "AQS below this is critical; must be below `warn` (checked per stream, after the merge)"))
+    enter_windows: int = Field(5, ge=1, description="consecutive windows below a threshold to enter its level ...")
+    enter_seconds: float = Field(0.0, ge=0.0, description="... which must also span at least this many seconds")
+    exit_windows: int = Field(10, ge=1, description="consecutive clear windows to leave a level ...")
+    exit_seconds: float = Field(0.0, ge=0.0, description="... which must also span at least this many seconds")
+    exit_margin: float = Field(0.02, ge=0.0, le=0.2, description=(
+        "a window is clear at or above threshold + `exit_margin`"))
 
     @model_validator(mode="after")
     def _ordered(self) -> "QualityConfig":
@@ -91,9 +92,6 @@ class QualityEvent:
         if self.reason:
             out["reason"] = self.reason
         return out
-
-    def message(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.fields().items())
 
 
 def _vector(values: Sequence[float] | Mapping[str, float] | np.ndarray | None, default: float) -> np.ndarray:

@@ -153,8 +153,3 @@ def redact_url(url: str) -> str:
     if "://" in url:
         url = _mask_urls(url, _NO_END_RE)
     return _PARAM_RE.sub(_param_sub, url)
-
-
-def has_credentials(url: str) -> bool:
-    """Whether :func:`redact_url` would change ``url``."""
-    return redact_url(url) != url

@@ -7,6 +7,10 @@ engine call runs on this thread; ONNX Runtime releases the GIL, so the readers k
 sampling the next windows meanwhile. Windows the scheduler cannot keep up with are dropped by the
 rings (oldest first, counted), never queued without bound.
 
+Other threads change the batching with :meth:`Scheduler.reconfigure` (an immutable
+:class:`Batching` swapped in whole, read once per batch) and the engine with
+:meth:`Scheduler.swap_engine`; both take effect from the next batch.
+
 Each scored window is published to the metrics and handed to every :class:`WindowObserver`.
 """
 from __future__ import annotations
@@ -19,13 +23,22 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from engines.aqs import score_outputs
 from engines.base import Engine
 from engines.contract import INPUT_SHAPE
 from monitor.metrics import Metrics, StreamMetrics
-from monitor.scoring import WindowObserver, WindowScore, score_outputs
+from monitor.observers import WindowObserver, WindowScore
 from monitor.windows import WindowMeta, WindowRing
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How batches are formed: at most ``max_batch`` windows, scored ``max_wait_s`` after the first."""
+
+    max_batch: int
+    max_wait_s: float
 
 
 @dataclass(frozen=True)
@@ -49,8 +62,8 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.metrics = metrics
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
+        self.capacity = max_batch  # the batch buffer's size: max_batch can never exceed it
+        self._batching = Batching(max_batch, max_wait_s)
         self.observers = list(observers)
         self.clock = clock
         self._engine = engine
@@ -75,6 +88,25 @@ class Scheduler:
     def set_streams(self, streams: Sequence[ScheduledStream]) -> None:
         self._streams = tuple(streams)
         self._wake.set()
+
+    @property
+    def batching(self) -> Batching:
+        return self._batching
+
+    @property
+    def max_batch(self) -> int:
+        return self._batching.max_batch
+
+    @property
+    def max_wait_s(self) -> float:
+        return self._batching.max_wait_s
+
+    def reconfigure(self, *, max_batch: int, max_wait_s: float) -> Batching:
+        """Batch with these settings from the next batch on (any thread); ``max_batch`` is capped at
+        :attr:`capacity`. Returns the settings now in force."""
+        self._batching = Batching(min(max_batch, self.capacity), max_wait_s)  # one reference swap: atomic
+        self._wake.set()
+        return self._batching
 
     @property
     def engine(self) -> Engine:
@@ -108,16 +140,16 @@ class Scheduler:
         return self._thread.is_alive() and self.clock() - self.heartbeat < stall_s
 
     # loop ------------------------------------------------------------------------------------------
-    def _gather(self, taken: list[tuple[ScheduledStream, WindowMeta]]) -> None:
+    def _gather(self, taken: list[tuple[ScheduledStream, WindowMeta]], max_batch: int) -> None:
         """Fill the batch round-robin across streams, one window per stream per round."""
         streams = self._streams
         if not streams:
             return
-        while len(taken) < self.max_batch:
+        while len(taken) < max_batch:
             progress = False
             start = self._rr % len(streams)
             for k in range(len(streams)):
-                if len(taken) >= self.max_batch:
+                if len(taken) >= max_batch:
                     break
                 stream = streams[(start + k) % len(streams)]
                 meta = stream.ring.pop_into(self._batch[len(taken)])
@@ -132,19 +164,20 @@ class Scheduler:
         while not self._stop.is_set():
             self.heartbeat = self.clock()
             self._wake.clear()
+            batching = self._batching
             taken: list[tuple[ScheduledStream, WindowMeta]] = []
-            self._gather(taken)
+            self._gather(taken, batching.max_batch)
             if not taken:
                 self._wake.wait(0.5)
                 continue
-            deadline = self.clock() + self.max_wait_s
-            while len(taken) < self.max_batch and not self._stop.is_set():
+            deadline = self.clock() + batching.max_wait_s
+            while len(taken) < batching.max_batch and not self._stop.is_set():
                 remaining = deadline - self.clock()
                 if remaining <= 0:
                     break
                 self._wake.wait(remaining)
                 self._wake.clear()
-                self._gather(taken)
+                self._gather(taken, batching.max_batch)
             if self._stop.is_set():
                 break
             self._score(taken)
@@ -156,7 +189,7 @@ class Scheduler:
             name = engine.info.engine
             started = self.clock()
             try:
-                outputs = engine.infer(self._batch[:n]).validate(n)
+                outputs = engine.infer(self._batch[:n])  # checked against the contract (Engine.infer)
             except Exception:  # noqa: BLE001 - a failing batch is dropped and counted; the loop goes on
                 self._errors += 1
                 if self._errors <= 3 or self._errors % 100 == 0:

@@ -20,10 +20,10 @@ with some headroom (slots = count x capacity about 10% above the stream count) c
 to plain HRW's. When every shard is full, the rest go to their first choice anyway: a stream is
 never left unmonitored (``--check`` warns).
 
-Where the shard comes from (``monitor/cli.py`` applies the order): ``--shard I/N`` on the command
-line, else the config's ``shard:`` section (:class:`ShardConfig`; ``index`` may be a StatefulSet pod
-name such as ``vqa-monitor-3``, typically ``"${POD_NAME}"`` from the downward API). Without either,
-one shard runs everything.
+Where the shard comes from (:meth:`monitor.daemon.Daemon.shard_of` applies the order): ``--shard I/N``
+on the command line, else the config's ``shard:`` section (:class:`ShardConfig`; ``index`` may be a
+StatefulSet pod name such as ``vqa-monitor-3``, typically ``"${POD_NAME}"`` from the downward API).
+Without either, one shard runs everything.
 """
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
+
+from monitor.strict import Strict
 
 MAX_SHARDS = 1000
 # A StatefulSet pod is named <statefulset>-<ordinal>; a bare number is accepted too.
@@ -122,10 +124,8 @@ def parse_shard(text: str) -> Shard:
         raise ValueError(f"{text!r}: {exc}") from None
 
 
-class ShardConfig(BaseModel):
+class ShardConfig(Strict):
     """The ``shard:`` section: which part of the stream list this instance runs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     count: int = Field(1, ge=1, le=MAX_SHARDS, description=(
         "number of instances sharing this config's streams (the StatefulSet's replicas); 1 = this "

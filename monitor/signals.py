@@ -20,7 +20,7 @@ and logs each :class:`SignalEvent` as one line.
 
 Freeze: how a frozen feed differs from a static scene
 -----------------------------------------------------
-Measured on x264 clips (tests/ops/clips.py; CRF 23-35, presets veryfast and medium, GOP 12-250):
+Measured on x264 clips (tests/clips.py; CRF 23-35, presets veryfast and medium, GOP 12-250):
 
 * A frozen feed decodes to bit-identical frames between keyframes. Each keyframe re-encodes the same
   picture; after a warm-up of one or two GOPs it differs from the frame before it in 0-33% of the
@@ -54,7 +54,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from monitor.strict import Strict
 
 __all__ = [
     "BitrateConfig",
@@ -74,68 +76,89 @@ _LIMITED_BLACK, _LIMITED_WHITE = 16.0, 235.0
 _FULL_BLACK, _FULL_WHITE = 0.0, 255.0
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BlackConfig(_Model):
+class BlackConfig(Strict):
     """Black picture: nearly every sampled pixel is at most ``luma_level`` above nominal black."""
 
-    enabled: bool = True
-    luma_level: float = Field(0.08, ge=0.0, le=0.5, description="fraction of the nominal luma range above black")
-    pixel_fraction: float = Field(0.98, gt=0.0, le=1.0, description="fraction of pixels that must be that dark")
-    min_duration: float = Field(2.0, ge=0.0, description="seconds black before vqa_black=1")
-    clear_duration: float = Field(1.0, ge=0.0, description="seconds not black before vqa_black=0")
+    enabled: bool = Field(True, description="the black check (`vqa_black`)")
+    luma_level: float = Field(0.08, ge=0.0, le=0.5, description=(
+        "a pixel is black at most this fraction of the nominal luma range above nominal black (limited or "
+        "full range, as the frame says)"))
+    pixel_fraction: float = Field(0.98, gt=0.0, le=1.0, description=(
+        "the picture is black when at least this fraction of the sampled pixels are"))
+    min_duration: float = Field(2.0, ge=0.0, description="seconds black before `vqa_black` is 1")
+    clear_duration: float = Field(1.0, ge=0.0, description="seconds not black before `vqa_black` is 0")
 
 
-class FreezeConfig(_Model):
+class FreezeConfig(Strict):
     """Frozen picture: decoded frames repeat (see the module docstring for why this spares static scenes)."""
 
-    enabled: bool = True
-    min_duration: float = Field(5.0, gt=0.0, le=600.0, description="seconds without a live change before vqa_frozen=1; "
-                                "keep it above the source's keyframe interval")
-    clear_duration: float = Field(1.0, ge=0.0, description="seconds of changing frames before vqa_frozen=0")
-    pixel_tolerance: int = Field(0, ge=0, le=64, description="luma levels a pixel may change and count as unchanged")
-    still_fraction: float = Field(0.03, ge=0.0, le=0.5, description="changed pixels up to which a frame pair is still")
-    refresh_max_fraction: float = Field(0.5, ge=0.0, le=1.0, description="changed pixels up to which a change after "
-                                        "a still run is a keyframe re-encoding the same picture")
-    refresh_min_run: int = Field(3, ge=1, description="still pairs that must precede a keyframe refresh")
+    enabled: bool = Field(True, description="the freeze check (`vqa_frozen`)")
+    min_duration: float = Field(5.0, gt=0.0, le=600.0, description=(
+        "seconds without a live change before `vqa_frozen` is 1; keep it above the source's keyframe interval, "
+        "or a static scene may count as frozen"))
+    clear_duration: float = Field(1.0, ge=0.0, description="seconds of changing frames before `vqa_frozen` is 0")
+    pixel_tolerance: int = Field(0, ge=0, le=64, description=(
+        "luma levels a pixel may change and still count as unchanged (0: any change counts)"))
+    still_fraction: float = Field(0.03, ge=0.0, le=0.5, description=(
+        "a frame pair with at most this fraction of changed pixels is still"))
+    refresh_max_fraction: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "a change of at most this fraction right after a run of still pairs is a keyframe re-coding the same "
+        "picture, not a live change"))
+    refresh_min_run: int = Field(3, ge=1, description="still pairs that must precede such a keyframe refresh")
     max_changes: int = Field(0, ge=0, description="live changes tolerated within min_duration")
 
 
-class NoVideoConfig(_Model):
+class NoVideoConfig(Strict):
     """Connected (the source opened) but no decoded frame for ``timeout`` seconds."""
 
-    enabled: bool = True
-    timeout: float = Field(5.0, gt=0.0)
+    enabled: bool = Field(True, description="the no-video check (`vqa_no_video`)")
+    timeout: float = Field(5.0, gt=0.0, description=(
+        "seconds without a decoded frame while the source is open (counted from the open or the last frame) "
+        "before `vqa_no_video` is 1; it clears with the next frame"))
 
 
-class FrameRateConfig(_Model):
+class FrameRateConfig(Strict):
     """Measured frame rate against the expected one (``expected`` or else the stream's nominal rate)."""
 
-    enabled: bool = True
-    expected: float | None = Field(None, gt=0.0, description="frames/s; None: the rate the stream declares")
-    tolerance: float = Field(0.25, gt=0.0, lt=1.0, description="allowed relative deviation")
-    window: float = Field(5.0, gt=0.0, le=300.0, description="seconds of frame arrivals the rate is measured over")
-    min_duration: float = Field(10.0, ge=0.0)
-    clear_duration: float = Field(5.0, ge=0.0)
+    enabled: bool = Field(True, description=(
+        "the frame-rate deviation check (`vqa_frame_rate_deviation`); `vqa_frame_rate` is measured either way"))
+    expected: float | None = Field(None, gt=0.0, description="expected frames/s; null = the rate the stream declares")
+    tolerance: float = Field(0.25, gt=0.0, lt=1.0, description="allowed relative deviation from the expected rate")
+    window: float = Field(5.0, gt=0.0, le=300.0, description=(
+        "seconds of frame arrivals the rate is measured over (at least 1)"))
+    min_duration: float = Field(10.0, ge=0.0, description=(
+        "seconds off the expected rate before `vqa_frame_rate_deviation` is 1"))
+    clear_duration: float = Field(5.0, ge=0.0, description=(
+        "seconds back within tolerance before `vqa_frame_rate_deviation` is 0"))
 
 
-class BitrateConfig(_Model):
+class BitrateConfig(Strict):
     """Bitrate from the sizes of demuxed packets over a sliding window."""
 
-    window: float = Field(5.0, gt=0.0, le=300.0, description="seconds (at most 300: the packets in it are kept)")
+    window: float = Field(5.0, gt=0.0, le=300.0, description=(
+        "seconds of demuxed video packet sizes `vqa_bitrate_bits_per_second` is measured over (the packets in "
+        "it are kept)"))
 
 
-class ChecksConfig(_Model):
+class ChecksConfig(Strict):
     """The ``checks:`` section (defaults and per stream)."""
 
-    stride: int = Field(4, ge=1, le=32, description="luma subsampling step in both directions")
-    black: BlackConfig = BlackConfig()
-    freeze: FreezeConfig = FreezeConfig()
-    no_video: NoVideoConfig = NoVideoConfig()
-    frame_rate: FrameRateConfig = FrameRateConfig()
-    bitrate: BitrateConfig = BitrateConfig()
+    stride: int = Field(4, ge=1, le=32, description=(
+        "luma subsampling step in both directions (4 = every 16th pixel is checked)"))
+    black: BlackConfig = Field(BlackConfig(), description=(
+        "black picture: at least `pixel_fraction` of the sampled pixels are at most `luma_level` above nominal black"))
+    freeze: FreezeConfig = Field(FreezeConfig(), description=(
+        "frozen picture: no live change within `min_duration`. A live static scene is told from a freeze by its "
+        "keyframes, which re-code the camera's sensor noise across most of the frame; a noise-free static "
+        "picture such as a test card cannot be told from a freeze. A black picture is frozen too"))
+    no_video: NoVideoConfig = Field(NoVideoConfig(), description=(
+        "the source is open but delivers no decoded frame (a source that sends no data at all also runs into "
+        "`read_timeout_s` and is reconnected)"))
+    frame_rate: FrameRateConfig = Field(FrameRateConfig(), description=(
+        "the frames that arrived within the last `window` seconds, against `expected` or the rate the stream "
+        "declares"))
+    bitrate: BitrateConfig = Field(BitrateConfig(), description=(
+        "the video bitrate from the sizes of the demuxed packets (a measurement, no alarm)"))
 
     @model_validator(mode="after")
     def _window_long_enough(self) -> "ChecksConfig":
@@ -152,11 +175,6 @@ class SignalEvent:
     active: bool
     t: float
     detail: dict[str, Any] = field(default_factory=dict)
-
-    def message(self) -> str:
-        what = "raised" if self.active else "cleared"
-        extra = " ".join(f"{k}={v}" for k, v in self.detail.items())
-        return f"{self.check} {what}" + (f" {extra}" if extra else "")
 
 
 @dataclass(frozen=True)

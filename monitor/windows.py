@@ -6,12 +6,14 @@ complete windows waiting to be scored, one being filled, and one spare so that t
 start (and, with overlapping windows, receive the carried-over frames) before the finished one is
 published.
 
-The writer samples each frame straight into its slot::
+The writer hands it every decoded frame::
 
-    out = ring.frame_slot()          # [3, 224, 224] view into the slot being filled, or None: skip this frame
-    if out is not None:
-        sample_frame(planes, offsets, out=out)
-        ring.frame_done(time.monotonic(), size=(h, w))
+    ring.write(planes_from_frame(frame), time.monotonic())   # True when the frame completed a window
+
+:meth:`WindowRing.write` samples the frame (:func:`engines.sampler.sample_frame`, fragments at the
+cell centres) straight into the slot being filled, unless the stride skips it, so no decoded frame
+is kept. :meth:`~WindowRing.frame_slot` and :meth:`~WindowRing.frame_done` are its two halves, for
+a writer whose pixels do not come from a decoded frame.
 
 ``stride`` is the number of frames between the starts of consecutive windows: 7 gives back-to-back
 windows, 1..6 overlapping ones (the last ``7 - stride`` frames are copied into the next window), and
@@ -30,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from engines.contract import INPUT_SHAPE, WINDOW_FRAMES
+from engines.sampler import Offsets, Planes, grid_offsets, sample_frame
 
 WINDOW_BYTES = int(np.prod(INPUT_SHAPE))
 
@@ -68,13 +71,30 @@ class WindowRing:
         self.seq = 0
         self.completed = 0
         self.dropped = 0
-        self.taken = 0
+        self._offsets: Offsets | None = None
+        self._offsets_size: tuple[int, int] | None = None
 
     @property
     def nbytes(self) -> int:
         return int(self._buf.nbytes)
 
     # -- writer side ------------------------------------------------------------------------------
+    def write(self, planes: Planes, now: float) -> bool:
+        """Sample one decoded frame into the window being filled; True when it completed a window.
+
+        ``now`` is the frame's time (it becomes the window's first or last frame time). A frame the
+        stride skips is not sampled.
+        """
+        out = self.frame_slot()
+        if out is None:
+            return False
+        size = (planes.height, planes.width)
+        if size != self._offsets_size:
+            self._offsets = grid_offsets(*size)
+            self._offsets_size = size
+        sample_frame(planes, self._offsets, out=out)  # type: ignore[arg-type]
+        return self.frame_done(now, size)
+
     def frame_slot(self) -> np.ndarray | None:
         """Where the next frame goes, or None when the stride says this frame is skipped."""
         if self._skip > 0:
@@ -149,7 +169,6 @@ class WindowRing:
             slot, meta = self._ready.popleft()
             np.copyto(out, self._buf[slot])
             self._free.append(slot)
-            self.taken += 1
             return meta
 
     def clear(self) -> int:

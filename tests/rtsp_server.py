@@ -1,29 +1,35 @@
 #!/usr/bin/python3
-"""A live RTSP server on loopback for the tests: GStreamer's gst-rtsp-server (Debian packages).
+"""A live RTSP server on loopback for the tests and the benchmarks: GStreamer's gst-rtsp-server (Debian packages).
 
 Run it with Debian's ``/usr/bin/python3`` (python3-gi is not in the virtual environment)::
 
     /usr/bin/python3 tests/rtsp_server.py --port 8554                       # videotestsrc, 640x360@25
     /usr/bin/python3 tests/rtsp_server.py --port 8554 --pattern snow --width 1280 --height 720
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 --clip monitor/demo/demo.mp4   # an H.264 clip, looped
     /usr/bin/python3 tests/rtsp_server.py --port 8554 --udp-port 5004       # relay H.264 RTP from udp
 
-Serves ``rtsp://127.0.0.1:PORT/MOUNT`` (default mount ``live``), H.264 baseline, a keyframe every
-second, one shared media for all clients. With ``--udp-port`` it relays H.264 RTP arriving on that
-UDP port (for example ``ffmpeg -re -stream_loop -1 -i clip.ts -c copy -an -f rtp -payload_type 96
-'rtp://127.0.0.1:5004?pkt_size=1200'``), so a given clip is served in real time.
+Serves ``rtsp://127.0.0.1:PORT/MOUNT`` (default mount ``live``), H.264, one shared media for all
+clients. The live pattern is baseline with a keyframe every second. ``--clip`` serves an H.264 file in
+real time, looped, without re-encoding: the server remuxes it to MPEG-TS (Annex B with SPS/PPS in
+band, which h264parse needs, and a TS loops cleanly, where FFmpeg's h264_mp4toannexb on a looped MP4
+stops at the first wrap), and its own ``ffmpeg -re -stream_loop -1`` relays that as RTP, ending with
+the server (also when the server is killed). ``--udp-port`` alone relays H.264 RTP that something
+else sends to that port.
 
 Prints ``READY rtsp://127.0.0.1:PORT/MOUNT`` on stdout once it listens. Stop it with SIGTERM or SIGKILL;
 SIGSTOP/SIGCONT hang and resume it.
 """
 import argparse
+import ctypes
+import shutil
 import signal
+import socket
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
-import gi
-
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+PR_SET_PDEATHSIG = 1
 
 
 def launch_line(args: argparse.Namespace) -> str:
@@ -41,16 +47,34 @@ def launch_line(args: argparse.Namespace) -> str:
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--mount", default="live")
-    parser.add_argument("--pattern", default="ball", help="videotestsrc pattern (ball, smpte, snow, black...)")
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=360)
-    parser.add_argument("--fps", type=int, default=25)
-    parser.add_argument("--udp-port", type=int, default=0, help="relay H.264 RTP from this UDP port instead")
-    args = parser.parse_args()
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the relay's child process: SIGKILL it when the server dies, however the server dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def start_relay(ffmpeg: str, clip: Path, udp_port: int, workdir: Path) -> subprocess.Popen:
+    """``clip`` as MPEG-TS in ``workdir``, then looped in real time as H.264 RTP to ``udp_port``."""
+    relay = workdir / "clip.ts"
+    subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy", "-an",
+                    "-f", "mpegts", str(relay)], check=True, timeout=60)
+    return subprocess.Popen([ffmpeg, "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(relay),
+                             "-c", "copy", "-an", "-f", "rtp", "-payload_type", "96",
+                             f"rtp://127.0.0.1:{udp_port}?pkt_size=1200"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
 
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
@@ -69,6 +93,36 @@ def main() -> int:
     print(f"READY rtsp://127.0.0.1:{args.port}/{args.mount}", flush=True)
     loop.run()
     return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mount", default="live")
+    parser.add_argument("--pattern", default="ball", help="videotestsrc pattern (ball, smpte, snow, black...)")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--clip", type=Path, help="serve this H.264 file in real time, looped, instead")
+    parser.add_argument("--udp-port", type=int, default=0, help="relay H.264 RTP from this UDP port instead")
+    args = parser.parse_args()
+    if args.clip is None:
+        return serve(args)
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None or not args.clip.is_file():
+        print(f"ERROR {'ffmpeg not found' if ffmpeg is None else f'no such clip: {args.clip}'}", flush=True)
+        return 1
+    args.udp_port = args.udp_port or free_udp_port()
+    with tempfile.TemporaryDirectory(prefix="vqa-rtsp-") as workdir:
+        relay = start_relay(ffmpeg, args.clip, args.udp_port, Path(workdir))
+        try:
+            return serve(args)
+        finally:
+            relay.terminate()
+            try:
+                relay.wait(5)
+            except subprocess.TimeoutExpired:
+                relay.kill()
 
 
 if __name__ == "__main__":

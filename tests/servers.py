@@ -48,12 +48,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.2, what: str = "condition") -> T:
     """Poll ``predicate`` until it returns a truthy value (returned); TimeoutError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -141,8 +135,8 @@ def _stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 3.0) -> N
 class RtspServer:
     """gst-rtsp-server on 127.0.0.1:``port`` serving ``/mount``.
 
-    ``pattern``/``width``/``height``/``fps``: the live videotestsrc. ``clip``: instead relay this
-    H.264 file in real time (looped) through ffmpeg -> RTP/UDP -> the server.
+    ``pattern``/``width``/``height``/``fps``: the live videotestsrc. ``clip``: instead serve this
+    H.264 file in real time, looped (the server's ``--clip``).
     """
 
     def __init__(self, port: int | None = None, *, pattern: str = "ball", width: int = 640, height: int = 360,
@@ -152,9 +146,7 @@ class RtspServer:
         self.clip = Path(clip) if clip else None
         self.mount = mount
         self.log_dir = log_dir
-        self.udp_port = free_udp_port() if clip else 0
         self.proc: subprocess.Popen[str] | None = None
-        self.relay: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -165,7 +157,7 @@ class RtspServer:
                "--pattern", self.pattern, "--width", str(self.width), "--height", str(self.height),
                "--fps", str(self.fps)]
         if self.clip:
-            cmd += ["--udp-port", str(self.udp_port)]
+            cmd += ["--clip", str(self.clip)]
         stderr = open(self.log_dir / f"rtsp_{self.port}.log", "a") if self.log_dir else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
         ready: list[str] = []
@@ -176,12 +168,6 @@ class RtspServer:
             self.close()
             raise TimeoutError(f"RTSP server on port {self.port} did not start: {ready!r}")
         wait_until(lambda: port_open(self.port), timeout, what=f"RTSP port {self.port} open")
-        if self.clip and (self.relay is None or self.relay.poll() is not None):
-            self.relay = subprocess.Popen(
-                [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.clip),
-                 "-c", "copy", "-an", "-bsf:v", "h264_mp4toannexb", "-f", "rtp", "-payload_type", "96",
-                 f"rtp://127.0.0.1:{self.udp_port}?pkt_size=1200"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self
 
     def pause(self) -> None:
@@ -194,7 +180,7 @@ class RtspServer:
         os.kill(self.proc.pid, signal.SIGCONT)
 
     def kill(self) -> None:
-        """Kill the server abruptly (SIGKILL); the relay, if any, keeps sending into the void."""
+        """Kill the server abruptly (SIGKILL); its clip relay, if any, dies with it."""
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)
             self.proc.kill()
@@ -207,7 +193,6 @@ class RtspServer:
 
     def close(self) -> None:
         _stop_process(self.proc)
-        _stop_process(self.relay)
 
     def __enter__(self) -> "RtspServer":
         return self.start()

@@ -369,14 +369,15 @@ def test_judder_times_without_holds_is_smooth():
 
 
 def test_judder_renders_uneven_jumps_of_the_real_motion():
+    """The scene rendered at judder times, labelled by judder_labels: what build_dataset.make_clip does."""
     speed = 4.0
     scene = pan_scene((speed, 0.0), seed=5)
     n, pattern = 15, (2, 3)
-    frames, lab = D.judder(scene, n, pattern)
+    times = D.judder_times(n, pattern)
+    frames, lab = scene.render(times), D.judder_labels(scene.motion_speed(), pattern)
     assert frames.shape == (n, H, W, 3)
     diffs = np.abs(np.diff(frames.astype(np.int16), axis=0)).reshape(n - 1, -1).max(axis=1)
     held = diffs == 0
-    times = D.judder_times(n, pattern)
     assert np.array_equal(held, np.diff(times) == 0)  # frames repeat exactly where the time is held
     assert held.any() and not held.all()  # exact repeats between jumps: not a freeze, not smooth
     jumps = [abs(shift_between(frames[i], frames[i + 1])[0]) for i in np.flatnonzero(~held)]
@@ -390,9 +391,11 @@ def test_judder_renders_uneven_jumps_of_the_real_motion():
 
 
 def test_judder_labels():
-    nothing(D.judder(pan_scene((1.0, 0.0)), 4, (2, 3))[1])  # jumps of 2.5 px are not visible judder
-    nothing(D.judder(pan_scene((8.0, 0.0)), 4, (1,))[1])  # no holds: smooth
-    only(D.judder(pan_scene((20.0, 0.0)), 4, (3,))[1], "judder", 1.0)  # 60 px jumps, clipped to 1
+    nothing(D.judder_labels(1.0, (2, 3)))  # jumps of 2.5 px are not visible judder
+    nothing(D.judder_labels(8.0, (1,)))  # no holds: smooth
+    only(D.judder_labels(20.0, (3,)), "judder", 1.0)  # 60 px jumps, clipped to 1
+    only(D.judder_labels(4.0, (2,)), "judder", 8.0 / 30.0)  # the threshold itself: 8 px jumps
+    nothing(D.judder_labels(1.5, (2,)))  # 3 px: below it
 
 
 # ------------------------------------------------------------------------------------------- colour

@@ -1,23 +1,25 @@
-"""`vqa-monitor bench` runs with tiny parameters and writes well-formed results (no timing assertions)."""
+"""`vqa-monitor bench` (benchmarks/bench.py) runs with tiny parameters and writes well-formed results (no
+timing assertions); the RTSP test server it shares with the tests serves a clip looped."""
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from monitor import bench
+from monitor import cli
+from servers import make_clip
+
+bench = cli.load_bench_tool()  # as `vqa-monitor bench` loads it
 
 
 def _args(tmp_path: Path, *extra: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    return parser.parse_args(["--json", str(tmp_path / "b.json"), "--markdown", str(tmp_path / "b.md"), *extra])
+    return bench.build_parser().parse_args(["--json", str(tmp_path / "b.json"), "--markdown", str(tmp_path / "b.md"),
+                                            *extra])
 
 
 def test_engines_and_per_frame_parts_write_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,11 +62,18 @@ def test_bad_part_is_a_usage_error(tmp_path: Path) -> None:
     assert bench.run(_args(tmp_path, "--parts", "engines,speed")) == 2
 
 
-def test_registered_as_a_subcommand() -> None:
-    parser = argparse.ArgumentParser()
-    bench.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "--parts", "engines", "--streams", "1,2"])
-    assert args.handler is bench.run and args.streams == "1,2"
+def test_the_subcommand_runs_the_tool_with_its_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.build_parser().parse_args(["--parts", "engines", "--streams", "1,2"]).streams == "1,2"
+    assert cli.main(["bench", "--parts", "engines,speed"]) == 2
+    assert "vqa-monitor bench: unknown part(s) speed" in capsys.readouterr().err
+
+
+def test_the_subcommand_without_the_tool_says_where_it_is(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "BENCH_TOOL", tmp_path / "benchmarks" / "bench.py")  # an installed wheel has none
+    assert cli.main(["bench", "--parts", "engines"]) == 1
+    err = capsys.readouterr().err
+    assert "source checkout" in err and "benchmarks/bench.py" in err and "Traceback" not in err
 
 
 def test_histogram_quantile_interpolates_like_prometheus() -> None:
@@ -86,32 +95,46 @@ def test_parse_metrics_reads_labelled_series() -> None:
     assert bench._latency_buckets(series) == {0.5: 3.0, float("inf"): 4.0}  # noqa: SLF001
 
 
-_HAVE_SERVER = Path(bench.GST_PYTHON).exists() and shutil.which("ffmpeg") is not None
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not _HAVE_SERVER, reason="needs Debian python3-gi + gst-rtsp-server and ffmpeg")
-def test_rtsp_server_serves_the_clip_in_real_time() -> None:
+def _open_rtsp(url: str, timeout: float = 20.0):  # -> av container
     import av
 
-    with bench.rtsp_server(bench.DEMO_CLIP) as url:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                container = av.open(url, options={"rtsp_transport": "tcp", "timeout": "3000000"}, timeout=(5.0, 3.0))
-                break
-            except (av.error.FFmpegError, OSError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        with container:
-            frame = next(container.decode(video=0))
-            assert (frame.width, frame.height) == (1280, 720)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return av.open(url, options={"rtsp_transport": "tcp", "timeout": "3000000"}, timeout=(5.0, 3.0))
+        except (av.error.FFmpegError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _HAVE_SERVER, reason="needs Debian python3-gi + gst-rtsp-server and ffmpeg")
-@pytest.mark.skipif(importlib.util.find_spec("monitor.daemon") is None, reason="monitor.daemon not in this checkout yet")
+@pytest.mark.usefixtures("_rtsp_available")
+def test_rtsp_server_serves_the_clip_in_real_time() -> None:
+    with bench.rtsp_server(bench.DEMO_CLIP) as url, _open_rtsp(url) as container:
+        frame = next(container.decode(video=0))
+        assert (frame.width, frame.height) == (1280, 720)
+
+
+@pytest.mark.slow
+def test_rtsp_server_keeps_serving_an_mp4_clip_past_its_end(rtsp_server, clip_dir: Path) -> None:
+    """The clip is relayed looped: frames keep coming after it wraps (an MP4 fed to the relay as it is
+    stops at the first wrap)."""
+    clip = make_clip(clip_dir / "testsrc2_2s.mp4", seconds=2, size="320x240", fps=25)
+    server = rtsp_server(clip=clip)
+    past_the_end = 2 * 25 + 25  # the clip's frames and one more second
+    frames = 0
+    deadline = time.monotonic() + 20
+    with _open_rtsp(server.url) as container:
+        for _ in container.decode(video=0):
+            frames += 1
+            if frames >= past_the_end or time.monotonic() > deadline:
+                break
+    assert frames >= past_the_end
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("_rtsp_available")
 def test_streams_part_runs_the_daemon_on_live_rtsp(tmp_path: Path) -> None:
     args = _args(tmp_path, "--parts", "streams", "--streams", "1", "--duration", "4", "--warmup", "1")
     assert bench.run(args) == 0

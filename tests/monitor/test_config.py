@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
-from monitor.config import ConfigError, load_config, parse_config, parse_listen, parse_source
+from monitor.config import Config, ConfigError, load_config, parse_config, parse_listen, parse_source
 from monitor.quality_state import QualityConfig
 from monitor.signals import ChecksConfig
 
@@ -109,6 +111,8 @@ BAD_CONFIGS = {
     "missing env var": ("streams: [{name: a, url: 'rtsp://u:${VQA_TEST_UNSET_VAR}@h/x'}]\n",
                         "streams[0].url: ${VQA_TEST_UNSET_VAR}: environment variable VQA_TEST_UNSET_VAR is not set"),
     "bad engine": ("engine: {prefer: [warp-drive]}\nstreams: []\n", "engine.prefer: ['warp-drive']: unknown engine backend"),
+    "threads for an engine that takes none": ("engine: {prefer: [tensorrt, classical], threads: 2}\nstreams: []\n",
+                                              "engine.threads: 2: tensorrt takes no thread count"),
     "bad backoff": ("defaults: {reconnect_min_s: 5, reconnect_max_s: 1}\nstreams: []\n", "defaults: {...}: reconnect_min_s (5.0) must not exceed"),
     "not a mapping": ("- a\n- b\n", "<top>: list: expected a mapping"),
     "bad check value": ("checks: {black: {min_duration: -1}}\nstreams: []\n",
@@ -185,3 +189,23 @@ def test_config_error_object() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config("streams: [{name: a}]\n", source="x.yaml")
     assert info.value.problems == ["streams[0].url: missing: required key"]
+
+
+def _sections(model: type[BaseModel]) -> set[type[BaseModel]]:
+    """``model`` and every model nested in it (``Model`` or ``list[Model]`` fields)."""
+    found = {model}
+    for field in model.model_fields.values():
+        for candidate in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel) and candidate not in found:
+                found |= _sections(candidate)
+    return found
+
+
+def test_every_section_refuses_unknown_keys_and_is_immutable() -> None:
+    sections = _sections(Config)
+    assert {ChecksConfig, QualityConfig, type(ChecksConfig().freeze)} <= sections  # nested ones are reached
+    for model in sections:
+        assert (model.model_config.get("extra"), model.model_config.get("frozen")) == ("forbid", True), model
+    stream = parse_config("streams: [{name: a, url: 'lavfi:testsrc'}]\n").streams[0]
+    with pytest.raises(ValidationError):
+        stream.stride = 3  # a reload compares configs: nobody may change one in place

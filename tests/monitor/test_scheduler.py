@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 from engines import classical
 from engines.contract import WINDOW_FRAMES
 from monitor.metrics import Metrics
-from monitor.scheduler import ScheduledStream, Scheduler
-from monitor.scoring import WindowObserver, WindowScore
+from monitor.observers import WindowObserver, WindowScore
+from monitor.scheduler import Batching, ScheduledStream, Scheduler
 from monitor.windows import WindowRing
 
 FRAME_SIZE = (360, 640)
@@ -183,3 +183,21 @@ def test_a_failing_batch_counts_drops_and_the_scheduler_goes_on(harness, engine)
     h.push("a")
     (score,) = h.recorder.wait_for(1)
     assert score.stream == "a" and score.engine == "classical" and h.dropped("a") == 1.0
+
+
+def test_reconfigure_applies_from_the_next_batch_within_the_buffer(harness) -> None:
+    max_wait = 20.0
+    h = harness(max_batch=4, max_wait_s=max_wait, streams={"a": 8, "b": 8})
+    assert h.scheduler.reconfigure(max_batch=64, max_wait_s=max_wait) == Batching(4, max_wait)  # the buffer holds 4
+    assert h.scheduler.reconfigure(max_batch=2, max_wait_s=max_wait) == h.scheduler.batching == Batching(2, max_wait)
+    h.scheduler.start()
+    h.push("a")
+    h.push("b")
+    h.recorder.wait_for(2, timeout=max_wait / 2)  # two windows fill a batch now: no wait for company
+    assert [len(batch) for batch in h.recorder.batches()] == [2]
+
+    h.scheduler.reconfigure(max_batch=4, max_wait_s=0.05)
+    last = h.push("a")
+    scores = h.recorder.wait_for(3, timeout=max_wait / 2)  # a lone window waits 0.05 s, not 20
+    assert [len(batch) for batch in h.recorder.batches()] == [2, 1]
+    assert scores[-1].published_time - last - h.inference_seconds() < 0.05 + SLACK_S

@@ -1,4 +1,4 @@
-"""Ring buffer of 7-frame windows: stride, overlap, drops, bounded memory, size changes."""
+"""Ring buffer of 7-frame windows: sampling frames in, stride, overlap, drops, bounded memory, size changes."""
 from __future__ import annotations
 
 import threading
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from engines.contract import INPUT_SHAPE, WINDOW_FRAMES
+from engines.sampler import grid_offsets, planes_from_rgb, sample_frame
 from monitor.windows import WindowRing
 
 
@@ -21,6 +22,20 @@ def push(ring: WindowRing, value: int, t: float = 0.0, size: tuple[int, int] = (
 
 def frame_values(window: np.ndarray) -> list[int]:
     return [int(window[i, 0, 0, 0]) for i in range(WINDOW_FRAMES)]
+
+
+def test_write_samples_each_frame_at_the_cell_centres_of_its_size() -> None:
+    rng = np.random.default_rng(5)
+    small = [planes_from_rgb(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)) for _ in range(3)]
+    large = [planes_from_rgb(rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)) for _ in range(WINDOW_FRAMES)]
+    ring = WindowRing(capacity=2, stride=7)
+    completed = [ring.write(planes, float(t)) for t, planes in enumerate(small + large)]
+    assert completed == [False] * 9 + [True]  # the size change started a new window at frame 3
+    out = np.empty(INPUT_SHAPE, np.uint8)
+    meta = ring.pop_into(out)
+    assert meta is not None and meta.frame_size == (360, 640) and meta.first_frame_time == 3.0
+    offsets = grid_offsets(360, 640)
+    assert np.array_equal(out, np.stack([sample_frame(planes, offsets) for planes in large]))
 
 
 def test_back_to_back_windows() -> None:

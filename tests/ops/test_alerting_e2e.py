@@ -110,7 +110,7 @@ class Stack:
                              prefer=ENGINE, quality=QUALITY)
 
     def failure_logs(self) -> str:
-        """Log tails of everything started, attached to a failed test's report (tests/ops/conftest.py)."""
+        """Log tails of everything started, attached to a failed test's report (tests/conftest.py)."""
         parts = [f"webhook received: {self.webhook.summary()}"]
         for thing in (self.daemon, self.prometheus, self.alertmanager):
             if thing is not None:

@@ -19,7 +19,7 @@ from servers import DaemonProcess, Scrape, daemon_config, free_port, wait_until
 from engines.contract import ARTIFACTS
 from monitor.config import parse_config
 from monitor.daemon import Daemon
-from monitor.notify import Notifier, SystemdNotify
+from monitor.notify import Notifier
 
 pytestmark = pytest.mark.slow
 
@@ -153,7 +153,7 @@ def test_watchdog_pings_only_while_healthy(notify_socket: NotifyReceiver) -> Non
     config = parse_config(yaml.safe_dump(daemon_config([{"name": "cam", "url": MOVING}], free_port(),
                                                        prefer=["classical"])))
     d = Daemon(config)
-    notify = SystemdNotify(d, Notifier(notify_socket.path), watchdog_s=0.01).attach()
+    notify = d.notify_systemd(Notifier(notify_socket.path), watchdog_s=0.01)
 
     def tick() -> list[dict[str, str]]:
         time.sleep(0.02)  # let the ping interval pass
@@ -203,7 +203,7 @@ def test_watchdog_pings_go_on_while_a_reload_loads_a_slow_engine(notify_socket: 
     config = daemon_config([{"name": "cam", "url": MOVING}], free_port(), prefer=["classical"])
     path.write_text(yaml.safe_dump(config))
     d = Daemon(load_config(path), config_path=path)
-    SystemdNotify(d, Notifier(notify_socket.path), watchdog_s=0.1).attach()
+    d.notify_systemd(Notifier(notify_socket.path), watchdog_s=0.1)
     real_load = daemon_module.load_engine
 
     def slow_load(*args, **kwargs):  # the real engine, after the time a long build takes here

@@ -106,24 +106,33 @@ def test_no_video_timeout_and_recovery():
     assert checks.on_disconnect(15.0) == [] and checks.tick(30.0) == []  # disconnected: stream_up reports it
 
 
+def frames_per_second(frame_times: list[float], now: float, window: float) -> float:
+    """The frames that arrived within the ``window`` seconds before ``now``, per second."""
+    return sum(now - window < ft <= now for ft in frame_times) / window
+
+
 def test_frame_rate_measured_and_deviation():
     checks = StreamSignals(ChecksConfig(frame_rate={"min_duration": 2.0, "clear_duration": 1.0}))
     checks.on_connect(0.0, nominal_fps=25)
-    y, t, events = np.full((64, 64), 100, np.uint8), 0.0, []
+    y, t, events, frame_times = np.full((64, 64), 100, np.uint8), 0.0, [], []
     for _ in range(150):  # 25 fps for 6 s
         events += checks.on_frame(t, y)
+        frame_times.append(t)
         t += 0.04
     assert checks.state().frame_rate == pytest.approx(25.0, rel=0.03)
     assert checks.state().expected_frame_rate == 25.0 and not checks.state().frame_rate_deviation
     for _ in range(60):  # 10 fps for 6 s
         events += checks.on_frame(t, y)
+        frame_times.append(t)
         t += 0.1
     assert checks.state().frame_rate == pytest.approx(10.0, rel=0.03)  # +-1 frame in a 5 s window
     assert [(e.check, e.active) for e in events if e.check == "frame_rate_deviation"] == \
         [("frame_rate_deviation", True)]
     assert checks.state().frame_rate_deviation
     checks.tick(t + 2.5)  # frames stop: the rate decays with the window instead of freezing at 10
-    assert checks.state().frame_rate == pytest.approx(5.0, rel=0.1)
+    window = checks.config.frame_rate.window
+    assert checks.state().frame_rate == pytest.approx(frames_per_second(frame_times, t + 2.5, window))
+    assert 24 <= checks.state().frame_rate * window <= 25  # 10 fps over half the window, +-1 frame at its edge
     checks.tick(t + 6)
     assert checks.state().frame_rate == 0.0
     assert StreamSignals(ChecksConfig(frame_rate={"expected": 30})).state().expected_frame_rate == 30
@@ -145,15 +154,16 @@ def test_bitrate_of_a_real_clip(clip_dir):
 
     path = clips.make_clip(clip_dir, "slow_pan")
     checks = StreamSignals()
-    total = 0
+    packets: list[tuple[float, int]] = []
     with av.open(str(path)) as src:
-        stream = src.streams.video[0]
-        for index, packet in enumerate(src.demux(stream)):
+        for index, packet in enumerate(src.demux(src.streams.video[0])):
             if packet.size:
                 checks.on_packet(index / clips.FPS, packet.size)
-                total += packet.size
-        duration = float(stream.frames / clips.FPS)
-    assert checks.bitrate() == pytest.approx(8 * total / duration, rel=0.5)
+                packets.append((index / clips.FPS, packet.size))
+    window, last = checks.config.bitrate.window, packets[-1][0]
+    assert last > window  # the clip is longer than the window: only its last seconds count
+    in_window = sum(size for t, size in packets if t > last - window)
+    assert checks.bitrate() == pytest.approx(8 * in_window / window)
 
 
 def test_debounce_needs_uninterrupted_duration():

@@ -5,12 +5,12 @@ Scores every 7-frame window of each file with the same sampler (:mod:`engines.sa
 result per file: a short table, or JSON Lines with ``--json``. ``--csv`` writes one row per window,
 ``--plot`` draws AQS over time with the leading artifacts (needs the ``plot`` extra: matplotlib).
 
-Windows are consecutive, non-overlapping runs of 7 decoded frames, assembled by the daemon's
+Windows are consecutive, non-overlapping runs of 7 decoded frames, written by the daemon's
 :class:`monitor.windows.WindowRing` (here with backpressure instead of drops: every window is scored)
-while a decoder thread runs ahead of inference; fragments sit at the cell centres of the 7x7 grid (as
-in the daemon), and AQS comes from :func:`monitor.scoring.score_outputs`. A file that cannot be opened or decoded, or that is shorter than
-one window, gets one error line on stderr (its path and the reason) and makes the exit status 1; the
-other files are still scored. Damaged packets are skipped and counted (``decode_errors``), as the daemon
+while a decoder thread runs ahead of inference, and AQS comes from :func:`engines.aqs.score_outputs`,
+as in the daemon. A file that cannot be opened or decoded, or that is shorter than one window, gets
+one error line on stderr (its path and the reason) and makes the exit status 1; the other files are
+still scored. Damaged packets are skipped and counted (``decode_errors``), as the daemon
 does; only :data:`monitor.ingest.MAX_CONSECUTIVE_DECODE_ERRORS` in a row abandon a file. URLs work too
 (with ``--timeout`` on every network read) and are printed with their credentials masked.
 """
@@ -28,13 +28,12 @@ from typing import Any, Sequence, TextIO
 
 import numpy as np
 
-from engines.aqs import QUALITY_BANDS, quality_level
+from engines.aqs import QUALITY_BANDS, quality_level, score_outputs
 from engines.contract import ARTIFACTS, INPUT_SHAPE, WINDOW_FRAMES
-from engines.sampler import grid_offsets, planes_from_frame, sample_frame
+from engines.sampler import planes_from_frame
 from monitor.config import NETWORK_SCHEMES
 from monitor.ingest import MAX_CONSECUTIVE_DECODE_ERRORS, resilient_demux, timeout_options
 from monitor.redact import redact_text, redact_url
-from monitor.scoring import score_outputs
 from monitor.windows import WindowRing
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -47,7 +46,9 @@ PROGRESS_MIN_SECONDS = 1.0  # a file shorter than this (by its header) gets no p
 # Results
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class WindowScore:
+class FileWindowScore:
+    """One window of a scored file: a row of its CSV, an entry of its JSON ``windows``."""
+
     start_s: float
     aqs: float
     quality: float
@@ -62,7 +63,7 @@ class FileScore:
     frames: int = 0
     decode_errors: int = 0
     elapsed_s: float = 0.0
-    windows: list[WindowScore] = field(default_factory=list)
+    windows: list[FileWindowScore] = field(default_factory=list)
 
     @property
     def aqs(self) -> float:
@@ -195,25 +196,19 @@ class _Decoder(threading.Thread):
                              f"(last: {_reason(exc)})")
 
     def _frames_into_ring(self, container: Any, stream: Any, fps: float) -> None:
-        ring, size, offsets = self.ring, None, None
+        ring = self.ring
         for frame in self._frames(container, stream):
             if self.stop.is_set():
                 return
             t = float(frame.time) if frame.time is not None else self.frames / fps
             self.frames += 1
             planes = planes_from_frame(frame)
-            if (planes.height, planes.width) != size:
-                size = (planes.height, planes.width)
-                offsets = grid_offsets(*size)
             with self.changed:  # backpressure: wait for the scorer instead of dropping
                 while ring.ready() >= ring.capacity and not self.stop.is_set():
                     self.changed.wait(0.1)
-            out = ring.frame_slot()
-            if out is not None:
-                sample_frame(planes, offsets, out=out)  # type: ignore[arg-type]
-                if ring.frame_done(t, size):
-                    with self.changed:
-                        self.changed.notify_all()
+            if ring.write(planes, t):
+                with self.changed:
+                    self.changed.notify_all()
             if self.progress is not None:
                 self.progress.update(self.frames, t)
 
@@ -243,9 +238,9 @@ def score_file(path: str, engine: Any, batch: int = DEFAULT_BATCH, progress: "Pr
                timeout_s: float = DEFAULT_TIMEOUT_S) -> FileScore:
     """Score every window of one file (raises :class:`ScoreError` when it cannot be scored).
 
-    Windows are back-to-back 7-frame runs (``stride`` 7) assembled by the daemon's
+    Windows are back-to-back 7-frame runs (``stride`` 7) written by the daemon's
     :class:`~monitor.windows.WindowRing`; a window's ``start_s`` is its first frame's timestamp.
-    Scores come from :func:`monitor.scoring.score_outputs`, the daemon's AQS step.
+    Scores come from :func:`engines.aqs.score_outputs`, the daemon's AQS step.
     """
     started = time.monotonic()
     result = FileScore(path=redact_url(path), engine=asdict(engine.info))
@@ -272,7 +267,7 @@ def score_file(path: str, engine: Any, batch: int = DEFAULT_BATCH, progress: "Pr
                 scores, probabilities, intensities = score_outputs(outputs)
                 for i, start_s in enumerate(starts):
                     result.windows.append(
-                        WindowScore(start_s, float(scores[i]), float(outputs.quality[i]),
+                        FileWindowScore(start_s, float(scores[i]), float(outputs.quality[i]),
                                     probabilities[i].copy(), intensities[i].copy())
                     )
             elif finished:
@@ -474,7 +469,7 @@ def run(args: argparse.Namespace) -> int:
 
     preference = [s.strip() for s in args.engine.split(",")] if args.engine else None
     try:
-        parse_preference(preference)
+        parse_preference(preference, threads=args.threads)
     except ValueError as exc:
         print(f"vqa-monitor score: --engine: {exc}", file=err)
         return EXIT_USAGE

@@ -1,4 +1,5 @@
-"""sd_notify over a real AF_UNIX datagram socket (path and abstract names)."""
+"""sd_notify over a real AF_UNIX datagram socket (path and abstract names): the protocol, and what the
+daemon's :class:`SystemdNotify` sends when."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import uuid
 
 import pytest
 
-from monitor.notify import Notifier, watchdog_interval
+from monitor.notify import Notifier, SystemdNotify, watchdog_interval
 
 
 def _receiver(name: str) -> socket.socket:
@@ -66,3 +67,49 @@ def test_watchdog_interval():
     assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_interval({"WATCHDOG_USEC": "junk"}) is None
     assert watchdog_interval({"WATCHDOG_USEC": "0"}) is None
+
+
+def _messages(sock: socket.socket) -> list[bytes]:
+    """Every datagram already queued on ``sock``."""
+    sock.settimeout(0.05)
+    out = []
+    try:
+        while True:
+            out.append(sock.recv(4096))
+    except socket.timeout:
+        return out
+
+
+def test_systemd_notify_sends_status_on_change_and_pings_only_while_healthy(notify_socket):
+    name, sock = notify_socket
+    state = {"status": "scoring 0/1 streams", "health": (True, "scheduler running")}
+    notify = SystemdNotify(Notifier(name), watchdog_s=0.0, status_line=lambda: state["status"],
+                           health=lambda: state["health"])
+    notify.ready()
+    assert _messages(sock) == [b"READY=1\nSTATUS=scoring 0/1 streams"]
+    notify.tick()  # status unchanged: only the ping
+    assert _messages(sock) == [b"WATCHDOG=1"]
+    state["status"] = "scoring 1/1 streams"
+    notify.tick()
+    assert _messages(sock) == [b"STATUS=scoring 1/1 streams", b"WATCHDOG=1"]
+    state["health"] = (False, "engine hung")
+    notify.tick()
+    assert _messages(sock) == []  # no ping: systemd restarts the service after WatchdogSec
+    state["health"] = (True, "scheduler running")
+    notify.tick()
+    assert _messages(sock) == [b"WATCHDOG=1"]
+    notify.stopping()
+    assert _messages(sock) == [b"STOPPING=1\nSTATUS=stopping"]
+
+
+def test_systemd_notify_paces_pings_and_sends_none_without_a_watchdog(notify_socket):
+    name, sock = notify_socket
+    paced = SystemdNotify(Notifier(name), watchdog_s=3600.0, status_line=lambda: "up",
+                          health=lambda: (True, "scheduler running"))
+    paced.tick()
+    paced.tick()  # within watchdog_s of the first ping
+    assert _messages(sock) == [b"STATUS=up", b"WATCHDOG=1"]
+    unwatched = SystemdNotify(Notifier(name), watchdog_s=None, status_line=lambda: "up",
+                              health=lambda: (True, "scheduler running"))
+    unwatched.tick()
+    assert _messages(sock) == [b"STATUS=up"]

@@ -1,18 +1,22 @@
 """``vqa-monitor bench``: how fast is scoring here, measured three ways.
 
+    vqa-monitor bench --json FILE --markdown FILE     # from a source checkout, or:
+    .venv/bin/python benchmarks/bench.py --parts engines,per-frame
+
 1. **engines**: every engine/model/precision that loads here, per batch size: milliseconds per batch,
    windows/s and frames/s (a window covers 7 frames). Real windows sampled from the demo clip.
-2. **per-frame**: the default model's backbone, "the per-frame way" (torch eager fp32, one frame at a time in
-   a Python loop, each whole decoded 720p frame converted to RGB and resized to 224x224) against the
-   default engine path (fragment sampling from the decoded YUV planes into 7-frame windows, batched,
-   default engine) on the same decoded frames; reported as a ratio of frames/s. Decoding is common to
-   both and timed separately.
-3. **streams**: N concurrent 720p25 RTSP streams from a real gst-rtsp-server on loopback, scored by the
-   real daemon (``vqa-monitor --config``, a subprocess) for ``--duration`` seconds each, N rising until a
-   run is not sustained: real time (>= 97% of 25 frames/s per stream decoded), every window scored
-   (scored >= expected - 1 per stream, none dropped). Reports windows/s, p50/p95 window latency
-   (interpolated from the daemon's ``vqa_window_latency_seconds`` histogram), CPU (process time over
-   wall time, in cores) and peak RSS of the daemon.
+2. **per-frame**: the default model's backbone, "the per-frame way" (torch eager fp32, one frame at a time
+   in a Python loop, each whole decoded 720p frame converted to RGB and resized to 224x224) against the
+   default engine path (fragment sampling from the decoded YUV planes into 7-frame windows by the
+   daemon's window ring, batched, default engine) on the same decoded frames; reported as a ratio of
+   frames/s. Decoding is common to both and timed separately.
+3. **streams**: N concurrent 720p25 RTSP streams from a real gst-rtsp-server on loopback (the test
+   suite's ``tests/rtsp_server.py``, serving the clip looped), scored by the real daemon
+   (``vqa-monitor --config``, a subprocess) for ``--duration`` seconds each, N rising until a run is
+   not sustained: real time (>= 97% of 25 frames/s per stream decoded), every window scored (scored >=
+   expected - 1 per stream, none dropped). Reports windows/s, p50/p95 window latency (interpolated from
+   the daemon's ``vqa_window_latency_seconds`` histogram), CPU (process time over wall time, in cores)
+   and peak RSS of the daemon.
 
 Results: ``--json FILE`` and ``--markdown FILE`` (both include the machine: CPU model, cores, memory, GPU,
 library versions, load average before/after, since other work on the machine skews the figures).
@@ -32,7 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -42,7 +46,9 @@ from engines.chain import DEFAULT_MODEL
 from engines.contract import INPUT_SHAPE, WINDOW_FRAMES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_CLIP = Path(__file__).resolve().parent / "demo" / "demo.mp4"
+DEMO_CLIP = REPO_ROOT / "monitor" / "demo" / "demo.mp4"
+RTSP_SERVER = REPO_ROOT / "tests" / "rtsp_server.py"  # run by Debian's python3 (python3-gi), never imported
+GST_PYTHON = "/usr/bin/python3"
 DEFAULT_BATCH_SIZES = (1, 4, 8, 16)
 DEFAULT_STREAMS = (1, 2, 4, 6, 8, 10, 12)
 FPS = 25
@@ -53,15 +59,15 @@ PARTS = ("engines", "per-frame", "streams")
 # ----------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "bench",
-        help="measure engine throughput, the per-frame comparison and concurrent live streams",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def main(argv: Sequence[str] | None = None, prog: str = "vqa-monitor bench") -> int:
+    return run(build_parser(prog).parse_args(argv))
+
+
+def build_parser(prog: str = "vqa-monitor bench") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    parser.set_defaults(handler=run)
+    return parser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -259,19 +265,22 @@ def decode_frames(clip: Path, count: int) -> tuple[list[Any], float]:
     return frames, elapsed
 
 
-def sample_windows(frames: Sequence[Any], out: np.ndarray | None = None) -> np.ndarray:
-    """Back-to-back 7-frame windows of ``frames`` through the shared sampler (centre offsets)."""
-    from engines.sampler import grid_offsets, planes_from_frame, sample_frame
+def sample_windows(frames: Sequence[Any], out: np.ndarray | None = None, ring: Any = None) -> np.ndarray:
+    """Back-to-back 7-frame windows of ``frames`` into ``out``, written by a window ring as the daemon's
+    readers write them (``ring``: a :class:`monitor.windows.WindowRing` to reuse, with room for them all)."""
+    from engines.sampler import planes_from_frame
+    from monitor.windows import WindowRing
 
     count = len(frames) // WINDOW_FRAMES
     if out is None:
         out = np.empty((count, *INPUT_SHAPE), dtype=np.uint8)
-    offsets = None
-    for index in range(count * WINDOW_FRAMES):
-        planes = planes_from_frame(frames[index])
-        if offsets is None:
-            offsets = grid_offsets(planes.height, planes.width)
-        sample_frame(planes, offsets, out=out[index // WINDOW_FRAMES, index % WINDOW_FRAMES])
+    ring = ring or WindowRing(capacity=max(count, 1))
+    if ring.capacity < count:
+        raise ValueError(f"a ring for {ring.capacity} windows cannot hold {count}")
+    for frame in frames[: count * WINDOW_FRAMES]:
+        ring.write(planes_from_frame(frame), time.monotonic())
+    for window in out[:count]:
+        ring.pop_into(window)
     return out
 
 
@@ -371,6 +380,7 @@ def _quantile(values: Sequence[float], q: float) -> float:
 def bench_per_frame(clip: Path, count: int, batch: int, preference: Sequence[str] | None,
                     threads: int | None) -> dict[str, Any]:
     from engines.chain import select_engine
+    from monitor.windows import WindowRing
 
     count = max(WINDOW_FRAMES, count - count % WINDOW_FRAMES)
     frames, decode_s = decode_frames(clip, count)
@@ -381,14 +391,15 @@ def bench_per_frame(clip: Path, count: int, batch: int, preference: Sequence[str
     selection = select_engine(preference, threads=threads, warm_up_batch=batch)
     engine = selection.engine
     buffer = np.empty((batch, *INPUT_SHAPE), dtype=np.uint8)
-    sample_windows(frames[: WINDOW_FRAMES * batch], out=buffer)  # warm-up of the sampler path
+    ring = WindowRing(capacity=batch)
+    sample_windows(frames[: WINDOW_FRAMES * batch], out=buffer, ring=ring)  # warm-up of the sampler path
     engine.infer(buffer)
     windows = count // WINDOW_FRAMES
     sample_s = infer_s = 0.0
     for first in range(0, windows, batch):
         n = min(batch, windows - first)
         t0 = time.perf_counter()
-        sample_windows(frames[first * WINDOW_FRAMES : (first + n) * WINDOW_FRAMES], out=buffer[:n])
+        sample_windows(frames[first * WINDOW_FRAMES : (first + n) * WINDOW_FRAMES], out=buffer[:n], ring=ring)
         t1 = time.perf_counter()
         engine.infer(buffer[:n])
         infer_s += time.perf_counter() - t1
@@ -450,30 +461,8 @@ def bench_per_frame(clip: Path, count: int, batch: int, preference: Sequence[str
 # ----------------------------------------------------------------------------------------------
 # Part 3: N live RTSP streams through the daemon
 # ----------------------------------------------------------------------------------------------
-GST_PYTHON = "/usr/bin/python3"
-_RTSP_SERVER = r'''
-import sys, gi
-gi.require_version("Gst", "1.0"); gi.require_version("GstRtspServer", "1.0")
-from gi.repository import Gst, GstRtspServer, GLib
-Gst.init(None)
-port, udp_port = sys.argv[1], int(sys.argv[2])
-server = GstRtspServer.RTSPServer()
-server.set_address("127.0.0.1")
-server.set_service(port)
-factory = GstRtspServer.RTSPMediaFactory()
-factory.set_launch(
-    f'( udpsrc port={udp_port} caps="application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96" '
-    '! rtph264depay ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 config-interval=1 )')
-factory.set_shared(True)
-server.get_mount_points().add_factory("/live", factory)
-server.attach(None)
-print("ready", flush=True)
-GLib.MainLoop().run()
-'''
-
-
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -490,29 +479,21 @@ def _stop(proc: subprocess.Popen[Any], timeout: float = 8.0) -> None:
 
 @contextmanager
 def rtsp_server(clip: Path) -> Iterator[str]:
-    """gst-rtsp-server on loopback serving ``clip`` in real time (ffmpeg -re -c copy -> RTP -> shared media)."""
-    if not Path(GST_PYTHON).exists() or shutil.which("ffmpeg") is None:
-        raise RuntimeError("part 3 needs Debian's python3-gi + gst-rtsp-server and ffmpeg (scripts/install.sh --test)")
-    port, udp_port = _free_port(), _free_port(socket.SOCK_DGRAM)
-    with ExitStack() as stack:
-        server = subprocess.Popen([GST_PYTHON, "-c", _RTSP_SERVER, str(port), str(udp_port)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        stack.callback(_stop, server)
+    """The test suite's gst-rtsp-server on loopback serving ``clip`` in real time, looped (its ``--clip``)."""
+    if not Path(GST_PYTHON).exists() or shutil.which("ffmpeg") is None or not RTSP_SERVER.is_file():
+        raise RuntimeError(f"part 3 needs Debian's python3-gi + gst-rtsp-server and ffmpeg (scripts/install.sh --test) "
+                           f"and {RTSP_SERVER}")
+    port = _free_port()
+    server = subprocess.Popen([GST_PYTHON, str(RTSP_SERVER), "--port", str(port), "--clip", str(clip)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
         line = server.stdout.readline() if server.stdout else ""
-        if "ready" not in line:
-            raise RuntimeError("gst-rtsp-server did not start (is gir1.2-gst-rtsp-server-1.0 installed?)")
-        # MPEG-TS first (Annex B with in-band SPS/PPS, which h264parse needs; looping an MP4 through
-        # h264_mp4toannexb breaks at the first wrap), then relayed as RTP in real time.
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vqa-rtsp-")))
-        relay = tmp / "clip.ts"
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy", "-an",
-                        "-f", "mpegts", str(relay)], check=True, timeout=60)
-        feeder = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-                                   "-i", str(relay), "-c", "copy", "-an", "-f", "rtp", "-payload_type", "96",
-                                   f"rtp://127.0.0.1:{udp_port}?pkt_size=1200"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stack.callback(_stop, feeder)
-        yield f"rtsp://127.0.0.1:{port}/live"
+        if not line.startswith("READY"):
+            raise RuntimeError(f"gst-rtsp-server did not start ({line.strip() or 'no output'}; "
+                               "is gir1.2-gst-rtsp-server-1.0 installed?)")
+        yield line.split()[1]
+    finally:
+        _stop(server)
 
 
 def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -769,3 +750,7 @@ def _threads_note(rows: list[dict[str, Any]]) -> str:
     if threads == {None}:
         return "each engine's default (ONNX Runtime: cores - 1)"
     return ", ".join(str(t) for t in sorted(t for t in threads if t is not None))
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="bench.py"))
