@@ -42,7 +42,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from engines.chain import DEFAULT_MODEL
+from engines.chain import DEFAULT_MODEL, parse_preference
 from engines.contract import INPUT_SHAPE, WINDOW_FRAMES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -122,6 +122,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"vqa-monitor bench: clip {clip} not found", file=sys.stderr)
         return 2
     preference = [s.strip() for s in args.engine.split(",")] if args.engine else None
+    try:
+        parse_preference(preference, threads=args.threads)
+    except ValueError as exc:
+        print(f"vqa-monitor bench: --engine: {exc}", file=sys.stderr)
+        return 2
     results: dict[str, Any] = {"machine": machine_info(), "started_utc": _utc(), "clip": _clip_info(clip),
                                "load_before": _loadavg()}
     if "engines" in parts:

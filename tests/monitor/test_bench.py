@@ -62,6 +62,11 @@ def test_bad_part_is_a_usage_error(tmp_path: Path) -> None:
     assert bench.run(_args(tmp_path, "--parts", "engines,speed")) == 2
 
 
+def test_an_engine_that_ignores_threads_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.run(_args(tmp_path, "--parts", "per-frame", "--engine", "tensorrt", "--threads", "2")) == 2
+    assert "--engine: " in capsys.readouterr().err
+
+
 def test_the_subcommand_runs_the_tool_with_its_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench.build_parser().parse_args(["--parts", "engines", "--streams", "1,2"]).streams == "1,2"
     assert cli.main(["bench", "--parts", "engines,speed"]) == 2
