@@ -9,6 +9,8 @@ model, so engines feed raw uint8 and never copy to float in Python.
 Outputs (:class:`ModelOutputs`): ``quality`` ``[N]`` in 0..1 (trained against VMAF / 100),
 ``artifact_logits`` ``[N, 10]`` (sigmoid gives the probability that the artifact is present),
 ``intensity`` ``[N, 10]`` in 0..1 (how strong it is when present), artifacts in ``ARTIFACTS`` order.
+Optional: ``artifact_map`` ``[N, 10, 7, 7]``, artifact logits per fragment of the 7x7 grid (row 0 is
+the top of the frame, column 0 its left), for models and engines that localise; ``None`` otherwise.
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ NORMALIZE_STD = (0.229, 0.224, 0.225)
 
 INPUT_NAME = "windows"
 OUTPUT_NAMES = ("quality", "artifact_logits", "intensity")
+MAP_OUTPUT_NAME = "artifact_map"
+MAP_SHAPE = (NUM_ARTIFACTS, FRAGMENT_GRID, FRAGMENT_GRID)  # per window
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class ModelOutputs:
     quality: np.ndarray  # [N] float32, 0..1
     artifact_logits: np.ndarray  # [N, 10] float32
     intensity: np.ndarray  # [N, 10] float32, 0..1
+    artifact_map: np.ndarray | None = None  # [N, 10, 7, 7] float32 logits per fragment, or None
+
+    @property
+    def artifact_map_probabilities(self) -> np.ndarray | None:
+        return None if self.artifact_map is None else sigmoid(self.artifact_map)
 
     @property
     def artifact_probabilities(self) -> np.ndarray:
@@ -63,6 +72,8 @@ class ModelOutputs:
     def validate(self, batch: int) -> "ModelOutputs":
         """Raise ValueError unless shapes match the contract for ``batch`` windows."""
         expected = {"quality": (batch,), "artifact_logits": (batch, NUM_ARTIFACTS), "intensity": (batch, NUM_ARTIFACTS)}
+        if self.artifact_map is not None:
+            expected[MAP_OUTPUT_NAME] = (batch, *MAP_SHAPE)
         for name, shape in expected.items():
             got = getattr(self, name).shape
             if got != shape:

@@ -47,6 +47,9 @@ class WindowScore:
     last_frame_time: float  # time.monotonic() of the window's last frame
     published_time: float  # time.monotonic() when scored
     engine: str
+    # [10, 7, 7] float32 per-fragment artifact probabilities (ARTIFACTS order, row 0 = top of the
+    # frame), or None when the engine does not localise
+    artifact_map: np.ndarray | None = None
 
     @property
     def level(self) -> str:

@@ -202,6 +202,7 @@ class Scheduler:
         self.metrics.inference_seconds.labels(name).observe(elapsed)
         self.metrics.inference_batch.labels(name).observe(n)
         scores, probabilities, intensities = score_outputs(outputs)
+        maps = outputs.artifact_map_probabilities
         now = self.clock()
         wall = time.time()
         for i, (stream, meta) in enumerate(taken):
@@ -210,6 +211,7 @@ class Scheduler:
                 probabilities=tuple(float(p) for p in probabilities[i]),
                 intensities=tuple(float(s) for s in intensities[i]),
                 last_frame_time=meta.last_frame_time, published_time=now, engine=name,
+                artifact_map=None if maps is None else maps[i],
             )
             if not self.metrics.publish_score(stream.metrics, score.aqs, score.quality,
                                               score.probabilities, score.intensities):
