@@ -32,6 +32,7 @@ from engines.contract import (
     FRAGMENT_SIZE,
     INPUT_SHAPE,
     NUM_ARTIFACTS,
+    WINDOW_FRAMES,
     ModelOutputs,
 )
 from engines.modelfiles import resolve_model_dir
@@ -131,10 +132,31 @@ def extract_features(windows: np.ndarray, pool: "ThreadPoolExecutor | None" = No
     return out
 
 
-def fragments(planes: np.ndarray) -> np.ndarray:
-    """``[..., 224, 224]`` mosaics -> ``[..., 49, 32, 32]`` fragments (row-major grid order)."""
-    lead = planes.shape[:-2]
+def fragment_features(windows: np.ndarray, pool: "ThreadPoolExecutor | None" = None,
+                      spatial_frames: tuple[int, ...] = SPATIAL_FRAMES) -> np.ndarray:
+    """The features of each fragment on its own: ``[N, 7, 3, 224, 224]`` -> ``[N, 49, NUM_FEATURES]``.
+
+    Each fragment's 7 frames are measured as if they were the whole window (a 1x1 mosaic), so the
+    regressor can say what it would say of a frame that looked like this fragment everywhere.
+    """
+    windows = np.asarray(windows)
+    n = windows.shape[0]
     g, s = FRAGMENT_GRID, FRAGMENT_SIZE
+    if n == 0:
+        return np.empty((0, g * g, NUM_FEATURES), dtype=np.float32)
+    per_fragment = windows.reshape(n, WINDOW_FRAMES, 3, g, s, g, s).transpose(0, 3, 5, 1, 2, 4, 6)
+    per_fragment = np.ascontiguousarray(per_fragment).reshape(n * g * g, WINDOW_FRAMES, 3, s, s)
+    chunk = _CHUNK * g * g  # the same pixels per pass as a chunk of whole windows
+    parts = [per_fragment[i : i + chunk] for i in range(0, len(per_fragment), chunk)]
+    run = (lambda part: _features_chunk(part, spatial_frames))
+    values = list(pool.map(run, parts)) if pool is not None and len(parts) > 1 else [run(p) for p in parts]
+    return np.concatenate(values).reshape(n, g * g, NUM_FEATURES)
+
+
+def fragments(planes: np.ndarray) -> np.ndarray:
+    """``[..., 32k, 32k]`` mosaics -> ``[..., k*k, 32, 32]`` fragments (row-major grid order)."""
+    lead = planes.shape[:-2]
+    g, s = planes.shape[-1] // FRAGMENT_SIZE, FRAGMENT_SIZE
     split = planes.reshape(*lead, g, s, g, s)
     axes = tuple(range(len(lead)))
     n = len(lead)
@@ -375,18 +397,31 @@ class ClassicalModel:
         self.s_coef = _array(s, "coef", (NUM_ARTIFACTS, f2))
         self.s_intercept = _array(s, "intercept", (NUM_ARTIFACTS,))
 
-    def predict(self, feats: np.ndarray) -> ModelOutputs:
-        z = np.clip((feats - self.mean) / self.scale, -self.clip_z, self.clip_z)
-        x = expand(np.nan_to_num(z, nan=0.0, posinf=self.clip_z, neginf=-self.clip_z))
+    def predict(self, feats: np.ndarray, fragment_feats: np.ndarray | None = None) -> ModelOutputs:
+        """Outputs for window features ``[N, F]``; with ``fragment_feats`` ``[N, 49, F]`` also the
+        per-fragment map (the artifact regressions applied to each fragment's own features)."""
+        x = self._inputs(feats)
         raw_q = x @ self.q_coef + self.q_intercept
         quality = np.clip(np.interp(raw_q, self.q_knots_x, self.q_knots_y), 0.0, 1.0)
-        logits = x @ self.p_coef.T + self.p_intercept
         intensity = np.clip(x @ self.s_coef.T + self.s_intercept, 0.0, 1.0)
+        artifact_map = None
+        if fragment_feats is not None:
+            n = fragment_feats.shape[0]
+            cells = self._logits(self._inputs(fragment_feats.reshape(-1, fragment_feats.shape[-1])))
+            artifact_map = cells.reshape(n, FRAGMENT_GRID, FRAGMENT_GRID, NUM_ARTIFACTS).transpose(0, 3, 1, 2)
         return ModelOutputs(
             quality=quality.astype(np.float32),
-            artifact_logits=logits.astype(np.float32),
+            artifact_logits=self._logits(x).astype(np.float32),
             intensity=intensity.astype(np.float32),
+            artifact_map=None if artifact_map is None else np.ascontiguousarray(artifact_map, dtype=np.float32),
         )
+
+    def _inputs(self, feats: np.ndarray) -> np.ndarray:
+        z = np.clip((feats - self.mean) / self.scale, -self.clip_z, self.clip_z)
+        return expand(np.nan_to_num(z, nan=0.0, posinf=self.clip_z, neginf=-self.clip_z))
+
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.p_coef.T + self.p_intercept
 
 
 def _array(data: dict[str, Any], key: str, shape: tuple[int, ...] | None) -> np.ndarray:
@@ -431,7 +466,7 @@ class ClassicalEngine(BaseEngine):
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="classical") if self.threads > 1 else None
 
     def _run(self, windows: np.ndarray) -> ModelOutputs:
-        return self._model.predict(extract_features(windows, self._pool))
+        return self._model.predict(extract_features(windows, self._pool), fragment_features(windows, self._pool))
 
     def close(self) -> None:
         if self._pool is not None:
