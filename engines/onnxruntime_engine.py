@@ -4,7 +4,8 @@
 ``onnxruntime-gpu`` build, ``get_available_providers()`` lists TensorRT and CUDA even on a machine
 without a GPU and a session then *silently* falls back to CPU; so the engine always reads
 ``session.get_providers()`` after creating the session and reports (and tunes for) the provider that
-actually runs. On CPU the static int8 (QDQ) model is preferred when the manifest has one.
+actually runs. On CPU the static int8 (QDQ) model is preferred when the CPU has integer dot-product
+instructions (:func:`cpu_precisions`), the fp32 one otherwise.
 
 Threads: ``intra_op_num_threads`` defaults to ``max(1, cores - 1)`` so stream decoding keeps a
 core; ``inter_op`` 1, sequential execution, all graph optimisations, no spin-waiting (a spinning
@@ -30,6 +31,8 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 TENSORRT_PROVIDER = "TensorrtExecutionProvider"
 GPU_PROVIDERS = (TENSORRT_PROVIDER, CUDA_PROVIDER)
 CPU_PRECISIONS = ("int8", "fp32")
+# CPU flags (as /proc/cpuinfo spells them) with integer dot products that int8 kernels use
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 GPU_PRECISIONS = ("fp32", "fp16")
 
 
@@ -73,6 +76,35 @@ class OnnxRuntimeEngine(BaseEngine):
 
     def close(self) -> None:
         self._session = None
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (``flags`` on x86, ``Features`` on ARM); empty if unknown."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return frozenset()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_precisions(flags: frozenset[str]) -> tuple[tuple[str, ...], str]:
+    """CPU model precisions in order of preference for a CPU with ``flags``, and why.
+
+    Without integer dot-product instructions ONNX Runtime's x86 int8 kernels multiply with
+    VPMADDUBSW, which is no faster than fp32 there and can saturate (its documentation's warning),
+    so fp32 comes first.
+    """
+    found = [flag for flag in INT8_DOT_FLAGS if flag in flags]
+    if found:
+        return CPU_PRECISIONS, f"int8 first: the CPU has {', '.join(found)}"
+    if not flags:
+        return CPU_PRECISIONS, "int8 first: the CPU's flags are unknown"
+    return ("fp32", "int8"), f"fp32 first: the CPU has none of {', '.join(INT8_DOT_FLAGS)}"
 
 
 def _import_onnxruntime():
@@ -168,7 +200,8 @@ def load(
     allowed = providers or tuple(ort.get_available_providers())
     gpu_wanted = tuple(p for p in GPU_PROVIDERS if p in allowed and p in ort.get_available_providers())
 
-    cpu_files = find_model_files(model, "onnx", directory, (precision,) if precision else CPU_PRECISIONS)
+    order, why = ((precision,), f"{precision} asked for") if precision else cpu_precisions(cpu_flags())
+    cpu_files = find_model_files(model, "onnx", directory, order)
     gpu_files = find_model_files(model, "onnx", directory, (precision,) if precision else GPU_PRECISIONS)
     if not cpu_files and not gpu_files:
         what = f"{precision} " if precision else ""
@@ -198,6 +231,7 @@ def load(
             continue
         engine = OnnxRuntimeEngine(session, entry, session.get_providers()[0])
         engine.fallbacks = skipped
+        log.info("onnxruntime: %s on CPU (%s)", entry.name, why)
         return engine
     raise EngineUnavailable("; ".join(reason for _, reason in skipped))
 

@@ -37,8 +37,9 @@ def test_loads_shipped_model_on_cpu_and_scores(model: str) -> None:
     try:
         assert isinstance(engine, Engine)
         files = _onnx_files(model)
-        # CPU prefers the static int8 model when the manifest ships one
-        assert engine.info.model == files.get("int8", files.get("fp32"))
+        # CPU prefers the static int8 model when the CPU has integer dot products and the manifest ships one
+        order, _ = onnxruntime_engine.cpu_precisions(onnxruntime_engine.cpu_flags())
+        assert engine.info.model == next(files[p] for p in order if p in files)
         assert engine.info.engine == "onnxruntime"
         assert engine.info.provider == "CPUExecutionProvider"
         engine.warm_up(2)
@@ -130,14 +131,15 @@ def test_model_not_matching_the_contract_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("model", ["aqs_effnet_lite0", "aqs_effnet_b0"])
-def test_corrupt_int8_falls_back_to_fp32_and_says_so(model: str, models: Path) -> None:
+def test_a_corrupt_preferred_file_falls_back_to_the_other_precision_and_says_so(model: str, models: Path) -> None:
     files = _onnx_files(model, models)
     if "int8" not in files:
         pytest.skip(f"no int8 model shipped for {model} yet")
-    (models / files["int8"]).write_bytes(b"garbage")
+    first, second = onnxruntime_engine.cpu_precisions(onnxruntime_engine.cpu_flags())[0]
+    (models / files[first]).write_bytes(b"garbage")
     engine = onnxruntime_engine.load(model, models)
-    assert engine.info.model == files["fp32"]
-    assert engine.fallbacks and engine.fallbacks[0][0] == files["int8"]
+    assert engine.info.model == files[second]
+    assert engine.fallbacks and engine.fallbacks[0][0] == files[first]
     assert "sha256 mismatch" in engine.fallbacks[0][1]
     engine.close()
 
@@ -148,3 +150,37 @@ def test_no_onnx_file_for_model(models: Path) -> None:
     (models / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(EngineUnavailable, match="no ONNX file for model 'aqs_mnv3_small'"):
         onnxruntime_engine.load("aqs_mnv3_small", models)
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision by CPU
+# ---------------------------------------------------------------------------------------------
+_X86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma{extra}\n\nprocessor\t: 1\n"
+
+
+@pytest.mark.parametrize("extra, first", [("", "fp32"), (" avx512f avx512_vnni", "int8"), (" avx_vnni", "int8"),
+                                          (" avx512f", "fp32")])
+def test_int8_comes_first_only_on_a_cpu_with_integer_dot_products(extra, first):
+    from engines.onnxruntime_engine import cpu_flags, cpu_precisions
+
+    order, why = cpu_precisions(cpu_flags(_X86.format(extra=extra)))
+    assert order[0] == first and set(order) == {"int8", "fp32"}
+    assert why.startswith(f"{first} first")
+
+
+def test_arm_features_and_unknown_flags():
+    from engines.onnxruntime_engine import cpu_flags, cpu_precisions
+
+    assert cpu_precisions(cpu_flags("processor : 0\nFeatures : fp asimd asimddp\n"))[0][0] == "int8"
+    order, why = cpu_precisions(cpu_flags("no flags here\n"))
+    assert order[0] == "int8" and "unknown" in why
+
+
+def test_the_loaded_file_follows_this_cpus_flags(caplog):
+    from engines.onnxruntime_engine import cpu_flags, cpu_precisions, load
+
+    caplog.set_level("INFO", logger="engines.onnxruntime_engine")
+    engine = load("aqs_effnet_b0", threads=1)
+    first, why = cpu_precisions(cpu_flags())
+    assert engine.info.model == f"aqs_effnet_b0.{'int8.' if first[0] == 'int8' else ''}onnx"
+    assert why in caplog.text
