@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Backend, BaseEngine, EngineInfo, EngineUnavailable, LoadOptions
+from engines.base import Backend, BaseEngine, EngineInfo, EngineUnavailable, LoadOptions, check_windows
 from engines.contract import (
     ARTIFACTS,
     FRAGMENT_GRID,
@@ -466,7 +466,14 @@ class ClassicalEngine(BaseEngine):
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="classical") if self.threads > 1 else None
 
     def _run(self, windows: np.ndarray) -> ModelOutputs:
-        return self._model.predict(extract_features(windows, self._pool), fragment_features(windows, self._pool))
+        return self._model.predict(extract_features(windows, self._pool))
+
+    def artifact_map(self, windows: np.ndarray) -> np.ndarray:
+        """Per-fragment artifact logits ``[N, 10, 7, 7]`` (about twice the cost of :meth:`infer`, so
+        it is asked for, not computed with every window)."""
+        windows = check_windows(windows)
+        out = self._model.predict(extract_features(windows, self._pool), fragment_features(windows, self._pool))
+        return out.artifact_map
 
     def close(self) -> None:
         if self._pool is not None:

@@ -147,9 +147,10 @@ def evaluate(engine, frames: list[np.ndarray], seed: int = 0, repeats: int = 2) 
                 for _ in range(repeats):
                     window, damaged = damaged_window(frame, artifact, region, rng)
                     out = engine.infer(window[None])
-                    if out.artifact_map is None:
+                    amap = engine.artifact_map(window[None]) if hasattr(engine, "artifact_map") else out.artifact_map
+                    if amap is None:
                         return {"map": False}
-                    hits.append(hit_rate(out.artifact_map[0, index], damaged))
+                    hits.append(hit_rate(amap[0, index], damaged))
                     chance.append(float(damaged.mean()))
                     probability.append(float(out.artifact_probabilities[0, index]))
         results[artifact] = {"clips": len(hits), "hit_rate": round(float(np.mean(hits)), 3),
@@ -165,13 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="classical", help="engine spec as in engine.prefer (e.g. classical, onnxruntime:aqs_effnet_b0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=2, help="damaged clips per photograph, artifact and region")
+    parser.add_argument("--models-dir", type=Path, help="model files (default: engines/models)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     names, frames = heldout_frames(args.seed)
     if not frames:
         print("no held-out photographs found (run export.fetch_sources first)", file=sys.stderr)
         return 1
-    engine = load_spec(args.engine)
+    engine = load_spec(args.engine, model_dir=args.models_dir)
     report = {"engine": engine.info.engine, "model": engine.info.model, "sources": names,
               "regions": list(REGIONS), "seed": args.seed, **evaluate(engine, frames, args.seed, args.repeats)}
     text = json.dumps(report, indent=2)

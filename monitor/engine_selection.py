@@ -9,6 +9,14 @@ from monitor.config import EngineConfig
 log = logging.getLogger(__name__)
 
 
+def model_dir_of(config: EngineConfig, base_dir: Path | None = None) -> Path | None:
+    """``engine.model_dir`` as a path (a relative one resolved against ``base_dir``), or None for the shipped models."""
+    if config.model_dir is None:
+        return None
+    model_dir = Path(config.model_dir)
+    return base_dir / model_dir if not model_dir.is_absolute() and base_dir is not None else model_dir
+
+
 def load_engine(config: EngineConfig, base_dir: Path | None = None, warm_up_batch: int = 1):  # -> Selection
     """Select the engine from ``engine.prefer`` (or the default chain); log each skipped one.
 
@@ -17,12 +25,7 @@ def load_engine(config: EngineConfig, base_dir: Path | None = None, warm_up_batc
     """
     from engines.chain import select_engine
 
-    model_dir = None
-    if config.model_dir is not None:
-        model_dir = Path(config.model_dir)
-        if not model_dir.is_absolute() and base_dir is not None:
-            model_dir = base_dir / model_dir
-    selection = select_engine(config.prefer, model_dir=model_dir, threads=config.threads, warm_up_batch=warm_up_batch)
+    selection = select_engine(config.prefer, model_dir=model_dir_of(config, base_dir), threads=config.threads, warm_up_batch=warm_up_batch)
     for skipped in selection.skipped:
         log.info("engine skipped", extra={"event": "engine_skipped", "engine_spec": skipped.spec, "reason": skipped.reason})
     info = selection.engine.info

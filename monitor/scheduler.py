@@ -26,6 +26,7 @@ import numpy as np
 from engines.aqs import score_outputs
 from engines.base import Engine
 from engines.contract import INPUT_SHAPE
+from monitor.localise import Localiser
 from monitor.metrics import Metrics, StreamMetrics
 from monitor.observers import WindowObserver, WindowScore
 from monitor.windows import WindowMeta, WindowRing
@@ -60,8 +61,10 @@ class Scheduler:
         max_wait_s: float = 0.1,
         observers: Sequence[WindowObserver] = (),
         clock: Callable[[], float] = time.monotonic,
+        localiser: Localiser | None = None,
     ) -> None:
         self.metrics = metrics
+        self.localiser = localiser
         self.capacity = max_batch  # the batch buffer's size: max_batch can never exceed it
         self._batching = Batching(max_batch, max_wait_s)
         self.observers = list(observers)
@@ -182,6 +185,14 @@ class Scheduler:
                 break
             self._score(taken)
 
+    def _artifact_map(self, maps: np.ndarray | None, i: int, stream: str, aqs: float) -> np.ndarray | None:
+        """The engine's map of window ``i``, else the localiser's for a window in trouble, else None."""
+        if maps is not None:
+            return maps[i]
+        if self.localiser is not None and self.localiser.wanted(stream, aqs):
+            return self.localiser.locate(stream, self._batch[i])
+        return None
+
     def _score(self, taken: list[tuple[ScheduledStream, WindowMeta]]) -> None:
         n = len(taken)
         with self._engine_lock:
@@ -211,7 +222,7 @@ class Scheduler:
                 probabilities=tuple(float(p) for p in probabilities[i]),
                 intensities=tuple(float(s) for s in intensities[i]),
                 last_frame_time=meta.last_frame_time, published_time=now, engine=name,
-                artifact_map=None if maps is None else maps[i],
+                artifact_map=self._artifact_map(maps, i, stream.name, float(scores[i])),
             )
             if not self.metrics.publish_score(stream.metrics, score.aqs, score.quality,
                                               score.probabilities, score.intensities):

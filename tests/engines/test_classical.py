@@ -304,17 +304,19 @@ def _half_damaged(artifact: str, region: str = "left"):
     return damaged_window(frame, artifact, region, np.random.default_rng(3))
 
 
-def test_map_leaves_the_window_outputs_unchanged_and_has_the_contract_shape():
+def test_map_has_the_contract_shape_and_leaves_the_window_outputs_unchanged():
     engine = classical.load()
     window, _ = _half_damaged("gaussian_noise")
     windows = np.stack([window, np.ascontiguousarray(window[:, :, ::-1])])  # a second, different window
+    amap = engine.artifact_map(windows)
+    assert amap.shape == (2, NUM_ARTIFACTS, 7, 7) and amap.dtype == np.float32 and np.isfinite(amap).all()
     out = engine.infer(windows)
-    assert out.artifact_map is not None and out.artifact_map.shape == (2, NUM_ARTIFACTS, 7, 7)
-    assert out.artifact_map.dtype == np.float32 and np.isfinite(out.artifact_map).all()
-    without = engine._model.predict(classical.extract_features(windows))
-    assert without.artifact_map is None
-    np.testing.assert_array_equal(out.artifact_logits, without.artifact_logits)
-    np.testing.assert_array_equal(out.quality, without.quality)
+    assert out.artifact_map is None  # asked for, not computed with every window
+    both = engine._model.predict(classical.extract_features(windows), classical.fragment_features(windows))
+    np.testing.assert_array_equal(both.artifact_map, amap)
+    np.testing.assert_array_equal(out.artifact_logits, both.artifact_logits)
+    np.testing.assert_array_equal(out.quality, both.quality)
+    assert engine.artifact_map(np.zeros((0, *INPUT_SHAPE), np.uint8)).shape == (0, NUM_ARTIFACTS, 7, 7)
 
 
 @pytest.mark.parametrize("region", ["left", "bottom_right"])
@@ -325,7 +327,7 @@ def test_map_points_at_the_damaged_part_of_the_frame(region):
     from export.localisation import hit_rate
 
     window, damaged = _half_damaged("impulse_noise", region)
-    amap = classical.load().infer(window[None]).artifact_map[0, ARTIFACTS.index("impulse_noise")]
+    amap = classical.load().artifact_map(window[None])[0, ARTIFACTS.index("impulse_noise")]
     assert hit_rate(amap, damaged) >= 0.8, amap.round(1)
     # and the clean part reads lower than the damaged part
     assert amap[damaged].mean() > amap[~damaged].mean() + 1.0

@@ -58,12 +58,12 @@ def engine():
 class Harness:
     """A real scheduler, its metrics and one ring per stream."""
 
-    def __init__(self, engine, *, max_batch: int, max_wait_s: float, streams: dict[str, int]) -> None:
+    def __init__(self, engine, *, max_batch: int, max_wait_s: float, streams: dict[str, int], localiser=None) -> None:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.recorder = Recorder()
         self.scheduler = Scheduler(engine, self.metrics, max_batch=max_batch, max_wait_s=max_wait_s,
-                                   observers=[self.recorder])
+                                   observers=[self.recorder], localiser=localiser)
         self.rings = {name: WindowRing(capacity, on_window=self.scheduler.notify) for name, capacity in streams.items()}
         self.scheduler.set_streams([ScheduledStream(name, ring, self.metrics.stream(name))
                                     for name, ring in self.rings.items()])
@@ -201,3 +201,56 @@ def test_reconfigure_applies_from_the_next_batch_within_the_buffer(harness) -> N
     scores = h.recorder.wait_for(3, timeout=max_wait / 2)  # a lone window waits 0.05 s, not 20
     assert [len(batch) for batch in h.recorder.batches()] == [2, 1]
     assert scores[-1].published_time - last - h.inference_seconds() < 0.05 + SLACK_S
+
+
+# ---------------------------------------------------------------------------------------------
+# Artifact maps for windows in trouble
+# ---------------------------------------------------------------------------------------------
+def test_windows_in_trouble_get_a_map_at_most_once_per_interval_per_stream(harness) -> None:
+    from monitor.localise import TROUBLE_BELOW, Localiser
+
+    localiser = Localiser.load(interval_s=3600.0)
+    h = harness(max_batch=8, max_wait_s=0.2, streams={"a": 8, "b": 8}, localiser=localiser)
+    h.scheduler.start()
+    h.push("a", 3)
+    h.push("b", 1)
+    scores = h.recorder.wait_for(4)
+    assert all(s.aqs < TROUBLE_BELOW for s in scores), [s.aqs for s in scores]  # noise frames: in trouble
+    by_stream = {name: [s for s in scores if s.stream == name] for name in ("a", "b")}
+    assert [s.artifact_map is not None for s in sorted(by_stream["a"], key=lambda s: s.seq)] == [True, False, False]
+    assert by_stream["b"][0].artifact_map is not None
+    amap = by_stream["b"][0].artifact_map
+    assert amap.shape == (10, 7, 7) and ((amap >= 0) & (amap <= 1)).all()
+    assert localiser.maps == 2
+
+
+def test_no_localiser_no_maps(harness) -> None:
+    h = harness(max_batch=4, max_wait_s=0.2, streams={"a": 4})
+    h.scheduler.start()
+    h.push("a", 2)
+    assert all(s.artifact_map is None for s in h.recorder.wait_for(2))
+
+
+def test_windows_in_good_shape_get_no_map() -> None:
+    from monitor.localise import TROUBLE_BELOW, Localiser
+
+    clock = [0.0]
+    localiser = Localiser(engine=None, interval_s=2.0, clock=lambda: clock[0])
+    assert not localiser.wanted("a", TROUBLE_BELOW)
+    assert localiser.wanted("a", TROUBLE_BELOW - 0.01)
+
+
+def test_the_interval_is_per_stream_and_a_failing_map_loses_no_score() -> None:
+    from monitor.localise import Localiser
+
+    class Broken:
+        def artifact_map(self, windows):
+            raise RuntimeError("boom")
+
+    clock = [0.0]
+    localiser = Localiser(engine=Broken(), interval_s=2.0, clock=lambda: clock[0])
+    window = np.zeros((WINDOW_FRAMES, 3, 224, 224), np.uint8)
+    assert localiser.locate("a", window) is None and localiser.maps == 0
+    assert not localiser.wanted("a", 0.1) and localiser.wanted("b", 0.1)
+    clock[0] = 2.0
+    assert localiser.wanted("a", 0.1)
