@@ -31,6 +31,10 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 TENSORRT_PROVIDER = "TensorrtExecutionProvider"
 GPU_PROVIDERS = (TENSORRT_PROVIDER, CUDA_PROVIDER)
 CPU_PRECISIONS = ("int8", "fp32")
+# Most windows per session run on CPU: ONNX Runtime's arena keeps the activations of the largest
+# batch it has run (~28 MB per window for EfficientNet-B0 with its statistics: 597 MB resident at 16),
+# while per-window throughput on CPU is no better at 16 than at 4 (measured: benchmarks/README.md).
+CPU_RUN_BATCH = 4
 # CPU flags (as /proc/cpuinfo spells them) with integer dot products that int8 kernels use
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 GPU_PRECISIONS = ("fp32", "fp16")
@@ -67,7 +71,10 @@ class OnnxRuntimeEngine(BaseEngine):
         session = self._session
         if session is None:
             raise RuntimeError("engine is closed")
-        quality, logits, intensity = session.run(self._output_names, {INPUT_NAME: windows})
+        step = CPU_RUN_BATCH if self.info.provider == CPU_PROVIDER else max(1, windows.shape[0])
+        parts = [session.run(self._output_names, {INPUT_NAME: windows[i : i + step]})
+                 for i in range(0, windows.shape[0], step)] or [session.run(self._output_names, {INPUT_NAME: windows})]
+        quality, logits, intensity = (np.concatenate(p) for p in zip(*parts))
         return ModelOutputs(
             quality=np.asarray(quality, dtype=np.float32).reshape(-1),
             artifact_logits=np.asarray(logits, dtype=np.float32),
