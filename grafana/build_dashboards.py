@@ -113,7 +113,8 @@ def overview() -> gdash.Dashboard:
     d = d.with_panel(_stat("Windows scored / s (all streams)",
                            [("sum(rate(vqa_windows_scored_total[$__rate_interval]))", "windows/s")], w=6, h=5))
     d = d.with_panel(_stat("Streams with an alert signal",
-                           [("count(vqa_black == 1 or vqa_frozen == 1 or vqa_no_video == 1 or vqa_stream_up == 0) or vector(0)",
+                           [("count(vqa_black == 1 or vqa_frozen == 1 or vqa_no_video == 1 or vqa_stream_up == 0 "
+                             "or vqa_hls_playlist_stale == 1) or vector(0)",
                              "streams")], w=6, h=5, thresholds=((None, "green"), (1, "red"))))
     d = d.with_row(gdash.Row("History"))
     d = d.with_panel(_ts("AQS by stream", [("vqa_aqs", "{{stream}}")], unit="percentunit", w=24, min=0, max=1))
@@ -163,7 +164,9 @@ def per_stream() -> gdash.Dashboard:
         (f"vqa_no_video{{{s}}}", "no video"),
         (f"vqa_black{{{s}}}", "black"),
         (f"vqa_frozen{{{s}}}", "frozen"),
-        (f"vqa_frame_rate_deviation{{{s}}}", "fps deviation")], FLAG_STATES, h=8))
+        (f"vqa_frame_rate_deviation{{{s}}}", "fps deviation"),
+        # only HLS streams have the series; "no" for the others rather than an empty row
+        (f"max(vqa_hls_playlist_stale{{{s}}}) or vector(0)", "HLS playlist stale")], FLAG_STATES, h=8))
     return d
 
 

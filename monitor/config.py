@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from monitor.hls import HlsConfig, ladder_problem
 from monitor.quality_state import QualityConfig
 from monitor.redact import redact_text, redact_url
 from monitor.sharding import ShardConfig
@@ -216,6 +217,15 @@ class StreamConfig(StreamOptions):
         "signal checks of this stream: the top-level `checks:` section with this stream's keys on top"))
     quality: QualityConfig = Field(default_factory=QualityConfig, description=(
         "quality state thresholds of this stream: the top-level `quality:` section with this stream's keys on top"))
+    hls: HlsConfig = Field(default_factory=HlsConfig, description=(
+        "HLS playlist health and ladder of this stream: the top-level `hls:` section with this stream's keys on top"))
+
+    @model_validator(mode="after")
+    def _hls_fits_url(self) -> "StreamConfig":
+        problem = ladder_problem(self.url, self.hls)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @field_validator("name")
     @classmethod
@@ -337,7 +347,8 @@ class EngineConfig(Strict):
 
 
 # Top-level sections that every stream inherits and may override key by key.
-PER_STREAM_SECTIONS: dict[str, type[BaseModel]] = {"checks": ChecksConfig, "quality": QualityConfig}
+PER_STREAM_SECTIONS: dict[str, type[BaseModel]] = {"checks": ChecksConfig, "quality": QualityConfig,
+                                                   "hls": HlsConfig}
 
 
 class Config(Strict):
@@ -364,6 +375,10 @@ class Config(Strict):
     shard: ShardConfig = Field(default_factory=ShardConfig, description=(
         "which part of the stream list this instance runs when several instances share this file "
         "(rendezvous hashing of the stream names); `--shard I/N` overrides `count` and `index`"))
+    hls: HlsConfig = Field(default_factory=HlsConfig, description=(
+        "HLS streams: playlist health (stale playlists, discontinuities, fetch errors) and ladders (a master "
+        "playlist's variants as streams `NAME/RENDITION`, see docs/hls.md). A stream's own `hls:` overrides it "
+        "key by key. A ladder is placed on a shard as one stream. Not allowed under `defaults:`"))
 
     @model_validator(mode="before")
     @classmethod

@@ -16,6 +16,11 @@ signal checks and quality state and keep their series; a changed ``engine:`` sec
 engine and swaps it in (the old one stays if the new one fails). A changed ``metrics.listen`` needs
 a restart (logged).
 
+HLS (:mod:`monitor.hls`): every HLS stream gets a playlist watcher (:class:`PlaylistHealth`, added and
+dropped with the stream). A ladder (``hls.variants`` other than ``auto``) runs as one stream per
+variant, ``NAME/RENDITION``; its master playlist watcher asks for :meth:`Daemon.update_ladders` when
+the variants change, and the main loop applies that like a SIGHUP change (:meth:`Daemon._apply_streams`).
+
 Under systemd (``Type=notify``), :meth:`Daemon.notify_systemd` wires a :class:`SystemdNotify` into the
 lifecycle hooks: READY=1 once the engine is loaded and the metrics endpoint listens, WATCHDOG=1 from
 the main loop only while :meth:`Daemon.health` holds, STATUS= lines, RELOADING=1 ... READY=1 around a
@@ -49,7 +54,9 @@ from monitor.ingest import IngestObserver, StreamReader
 from monitor.logs import setup_logging
 from monitor.metrics import Metrics
 from monitor.notify import Notifier, SystemdNotify, watchdog_interval
-from monitor.engine_selection import load_engine
+from monitor.engine_selection import load_engine, model_dir_of
+from monitor.localise import Localiser
+from monitor.hls import Ladders, PlaylistHealth, watches_playlist
 from monitor.observers import QualityTracker, StreamChecks, WindowObserver
 from monitor.scheduler import ScheduledStream, Scheduler
 from monitor.server import MetricsServer
@@ -97,6 +104,9 @@ class Daemon:
         self.window_observers.append(self.quality)
         self.on_tick.append(lambda: self.checks.tick(time.monotonic()))
         self.streams: dict[str, StreamRuntime] = {}
+        self.playlists = PlaylistHealth()  # HLS playlist watchers of the running streams
+        self.ladders = Ladders(self.metrics, on_change=self.request_ladder_update)  # master playlist watchers
+        self._ladder_update = threading.Event()
         self.scheduler: Scheduler | None = None
         self.engine_spec: str | None = None  # the spec the running engine was loaded from
         self.server: MetricsServer | None = None
@@ -169,10 +179,16 @@ class Daemon:
         where = placement([s.name for s in config.streams], shard.count, config.shard.capacity)
         return [s for s in config.streams if where[s.name] == shard.index]
 
+    def wanted_streams(self, config: Config) -> list[StreamConfig]:
+        """The streams to run: the owned ones, each HLS ladder replaced by its variants known so far (a
+        ladder is placed on a shard by its own name, so its variants never move between shards)."""
+        return self.ladders.expand(self.owned_streams(config))
+
     def _publish_shard(self) -> None:
         shard = self.shard_of(self.config)
         self.metrics.set_shard(shard.index, shard.count, len(self.streams))
-        self._shard_empty = not self.streams and bool(self.config.streams)
+        # by the configured streams: a ladder whose master playlist is not read yet runs no stream but is owned
+        self._shard_empty = not self.owned_streams(self.config) and bool(self.config.streams)
 
     # start -----------------------------------------------------------------------------------------
     def start_server(self) -> None:
@@ -189,12 +205,14 @@ class Daemon:
             max_batch=self.config.engine.max_batch,
             max_wait_s=self.config.engine.max_wait_ms / 1000.0,
             observers=self.window_observers,
+            localiser=Localiser.load(model_dir_of(self.config.engine, self.base_dir)),
         )
         self.scheduler.start()
 
     def start_streams(self) -> None:
         with self._lock:
-            for stream in self.owned_streams(self.config):
+            self.ladders.sync(self.owned_streams(self.config))
+            for stream in self.wanted_streams(self.config):
                 self._start_stream(stream)
             self._publish_streams()
             self._publish_shard()
@@ -207,13 +225,14 @@ class Daemon:
 
     def _start_stream(self, config: StreamConfig) -> None:
         assert self.scheduler is not None
-        handle = self.metrics.stream(config.name)
+        handle = self.metrics.stream(config.name, hls=watches_playlist(config))
         ring = WindowRing(config.ring_windows, config.stride, on_window=self.scheduler.notify,
                           on_drop=handle.dropped.inc)
         reader = StreamReader(config, ring, handle, observers=self.frame_observers)
         handle.up.set(0)
         self.checks.add(config)
         self.quality.add(config)
+        self.playlists.add(config, handle)
         self.streams[config.name] = StreamRuntime(config, ring, reader)
         reader.start()
 
@@ -222,6 +241,7 @@ class Daemon:
         runtime.reader.stop()
         runtime.ring.clear()
         self.checks.drop(name)
+        self.playlists.drop(name)
         self.quality.drop(name, "stream removed" if remove_series else "stream restarted (config changed)")
         if remove_series:
             self.metrics.remove_stream(name)
@@ -231,6 +251,43 @@ class Daemon:
         assert self.scheduler is not None
         self.scheduler.set_streams(
             [ScheduledStream(name, rt.ring, self.metrics.stream(name)) for name, rt in self.streams.items()])
+
+    def _apply_streams(self, wanted: list[StreamConfig]) -> tuple[list[str], list[str], list[str]]:
+        """Start, stop and restart streams until the running ones are ``wanted`` (call with the lock held):
+        new ones start, missing ones stop and lose their series, changed ones restart and keep them.
+        Returns the names (added, removed, restarted)."""
+        old_by_name = {name: rt.config for name, rt in self.streams.items()}
+        new_by_name = {s.name: s for s in wanted}
+        added, removed, changed = [], [], []
+        for name in old_by_name:
+            if name not in new_by_name:
+                self._stop_stream(name, remove_series=True)
+                removed.append(name)
+        for name, stream in new_by_name.items():
+            if name not in old_by_name:
+                self._start_stream(stream)
+                added.append(name)
+            elif stream != old_by_name[name]:
+                self._stop_stream(name, remove_series=False)
+                self._start_stream(stream)
+                changed.append(name)
+        return added, removed, changed
+
+    # HLS ladders -----------------------------------------------------------------------------------
+    def request_ladder_update(self) -> None:
+        """A ladder's variants changed (called on its watcher thread); applied by the main loop."""
+        self._ladder_update.set()
+
+    def update_ladders(self) -> None:
+        """Start and stop ladder variants to match the master playlists as last read (like a SIGHUP change)."""
+        with self._lock:
+            added, removed, changed = self._apply_streams(self.wanted_streams(self.config))
+            self._publish_streams()
+            self._publish_shard()
+        if added or removed or changed:
+            log.info("ladder variants applied", extra={"event": "ladder_update", "added": ",".join(added) or "-",
+                                                       "removed": ",".join(removed) or "-",
+                                                       "restarted": ",".join(changed) or "-"})
 
     # reload ----------------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -255,23 +312,9 @@ class Daemon:
         engine_ok = new.engine == old.engine or self._reload_engine(new)
         if not engine_ok:  # keep describing the engine that runs, so the same file can be retried
             new = new.model_copy(update={"engine": old.engine})
-        old_by_name = {s.name: s for s in self.owned_streams(old)}
-        new_by_name = {s.name: s for s in self.owned_streams(new)}
-        stopped: list[StreamReader] = []
-        added, removed, changed = [], [], []
         with self._lock:
-            for name in old_by_name:
-                if name not in new_by_name:
-                    stopped.append(self._stop_stream(name, remove_series=True))
-                    removed.append(name)
-            for name, stream in new_by_name.items():
-                if name not in old_by_name:
-                    self._start_stream(stream)
-                    added.append(name)
-                elif stream != old_by_name[name]:
-                    stopped.append(self._stop_stream(name, remove_series=False))
-                    self._start_stream(stream)
-                    changed.append(name)
+            self.ladders.sync(self.owned_streams(new))
+            added, removed, changed = self._apply_streams(self.wanted_streams(new))
             self.config = new if new.metrics == old.metrics else new.model_copy(update={"metrics": old.metrics})
             self._publish_streams()
             self._publish_shard()
@@ -360,6 +403,9 @@ class Daemon:
                 _call_all(self.on_reloading)
                 self.reload()
                 _call_all(self.on_reloaded)
+            if self._ladder_update.is_set():
+                self._ladder_update.clear()
+                self.update_ladders()
             _call_all(self.on_tick)
             self._stop.wait(self.tick_s)
 
@@ -379,6 +425,8 @@ class Daemon:
             self.scheduler.join(max(0.0, deadline - time.monotonic()))
         for reader in readers:
             reader.join(max(0.0, deadline - time.monotonic()))
+        self.ladders.stop_all()
+        self.playlists.stop_all(max(0.0, deadline - time.monotonic()))
         self.quality.close_all("daemon stopping")
         if self.server is not None:
             self.server.stop()

@@ -41,7 +41,8 @@ class MetricSpec:
     ``attr`` names it on :class:`StreamMetrics` when its labels start with ``stream``, else on
     :class:`Metrics`. A counter's ``name`` is without the ``_total`` suffix prometheus_client adds.
     A per-stream gauge that is ``absent_until_set`` has no series before its first value (and none
-    while it is set to None); the others start at 0 when the stream starts.
+    while it is set to None); the others start at 0 when the stream starts. An ``hls`` per-stream metric
+    has series only for the streams whose HLS playlist is watched (:mod:`monitor.hls`).
     """
 
     attr: str
@@ -51,6 +52,7 @@ class MetricSpec:
     labels: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
     absent_until_set: bool = False
+    hls: bool = False
 
     @property
     def per_stream(self) -> bool:
@@ -117,6 +119,26 @@ METRICS: tuple[MetricSpec, ...] = (
                ("shard", "shards")),
     MetricSpec("streams_owned", "vqa_streams_owned", GAUGE,
                "Streams this instance runs: its shard of the configured streams"),
+    MetricSpec("hls_stale", "vqa_hls_playlist_stale", GAUGE,
+               "1 while the live media playlist has gained no segment for hls.stale_target_durations target "
+               "durations; absent until the playlist was first read", STREAM, absent_until_set=True, hls=True),
+    MetricSpec("hls_unchanged", "vqa_hls_playlist_unchanged_seconds", GAUGE,
+               "Seconds since the media playlist last gained a segment", STREAM, absent_until_set=True, hls=True),
+    MetricSpec("hls_target_duration", "vqa_hls_target_duration_seconds", GAUGE,
+               "The media playlist's EXT-X-TARGETDURATION", STREAM, absent_until_set=True, hls=True),
+    MetricSpec("hls_discontinuities", "vqa_hls_discontinuities", COUNTER,
+               "Discontinuities in the media playlist: EXT-X-DISCONTINUITY on new segments, or a media sequence "
+               "that went back (the producer restarted)", STREAM, hls=True),
+    MetricSpec("hls_fetch_errors", "vqa_hls_playlist_fetch_errors", COUNTER,
+               "Media playlist fetches that failed (HTTP error, timeout, not a playlist)", STREAM, hls=True),
+    MetricSpec("hls_rendition_info", "vqa_hls_rendition_info", GAUGE,
+               "A stream that is one rendition of an HLS ladder (value 1): the ladder's stream name and the "
+               "rendition WIDTHxHEIGHT@KBPSk", ("stream", "ladder", "rendition"), absent_until_set=True),
+    MetricSpec("hls_ladder_variants", "vqa_hls_ladder_variants", GAUGE,
+               "Variants of the HLS ladder monitored now (0 until its master playlist was read)", ("ladder",)),
+    MetricSpec("hls_master_fetch_errors", "vqa_hls_master_fetch_errors", COUNTER,
+               "Fetches of the HLS ladder's master playlist that failed (the ladder keeps its variants)",
+               ("ladder",)),
 )
 STREAM_METRICS = tuple(spec for spec in METRICS if spec.per_stream)
 
@@ -171,14 +193,26 @@ class Metrics:
         self.config_reload_ok.set(1)
 
     # per-stream series ---------------------------------------------------------------------------
-    def stream(self, name: str) -> StreamMetrics:
-        """Create (or return) the series of stream ``name``: counters at 0, gauges at 0 or absent."""
+    def stream(self, name: str, hls: bool | None = None) -> StreamMetrics:
+        """Create (or return) the series of stream ``name``: counters at 0, gauges at 0 or absent.
+        ``hls``: whether it has the ``hls`` series (added or removed on an existing stream; None: as is)."""
         with self._lock:
             handle = self._streams.get(name)
             if handle is None:
                 handle = self._streams[name] = StreamMetrics(name, {
-                    spec.attr: self._new_series(spec, name) for spec in STREAM_METRICS})
+                    spec.attr: self._new_series(spec, name) if hls or not spec.hls else None
+                    for spec in STREAM_METRICS})
+            elif hls is not None:
+                self._set_hls_series(handle, hls)
             return handle
+
+    def _set_hls_series(self, handle: StreamMetrics, hls: bool) -> None:
+        for spec in STREAM_METRICS:
+            if not spec.hls or (getattr(handle, spec.attr) is not None) == hls:
+                continue
+            if not hls and spec.kind != GAUGE:
+                self._stream_families[spec.attr].remove(handle.name)
+            setattr(handle, spec.attr, self._new_series(spec, handle.name) if hls else None)
 
     def _new_series(self, spec: MetricSpec, name: str) -> Any:
         if spec.kind == GAUGE:
@@ -261,10 +295,14 @@ class _StreamGaugeCollector:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = self._family()
         for handle in self.streams():
-            value = getattr(handle, self.spec.attr).value
+            series = getattr(handle, self.spec.attr)
+            value = None if series is None else series.value  # series None: an hls metric of a non-HLS stream
             if value is None:
                 continue
-            if self.spec.labels == STREAM_ARTIFACT:
+            if isinstance(value, dict):  # {values of the labels after "stream": value}
+                for labels, v in value.items():
+                    family.add_metric([handle.name, *labels], float(v))
+            elif self.spec.labels == STREAM_ARTIFACT:
                 for artifact, v in zip(ARTIFACTS, value):
                     family.add_metric([handle.name, artifact], float(v))
             else:
@@ -308,7 +346,8 @@ def reference_markdown() -> str:
 
 
 def _series_start(spec: MetricSpec) -> str:
-    return "its first value" if spec.absent_until_set else "stream start"
+    start = "its first value" if spec.absent_until_set else "stream start"
+    return f"HLS streams: {start}" if spec.hls else start
 
 
 def _row(spec: MetricSpec, series: str | None = None) -> str:

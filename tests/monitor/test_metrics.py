@@ -35,7 +35,13 @@ def families_with_stream(registry: CollectorRegistry, name: str) -> set[str]:
 
 def populate(metrics: Metrics, name: str) -> StreamMetrics:
     """Give stream ``name`` a value in every per-stream metric, the way the daemon's threads do."""
-    handle = metrics.stream(name)
+    handle = metrics.stream(name, hls=True)  # with the series of a watched HLS playlist (monitor.hls)
+    handle.hls_stale.set(0.0)
+    handle.hls_unchanged.set(1.0)
+    handle.hls_target_duration.set(2.0)
+    handle.hls_discontinuities.inc()
+    handle.hls_fetch_errors.inc()
+    handle.hls_rendition_info.set({("tv", "640x360@800k"): 1.0})
     handle.up.set(1)
     for counter in (handle.reconnects, handle.frames, handle.decode_errors, handle.scored, handle.dropped):
         counter.inc()
@@ -137,7 +143,7 @@ def test_a_removed_streams_handle_never_brings_its_series_back(metrics: Metrics)
 
 
 def test_per_window_updates_look_no_labels_up(metrics: Metrics, monkeypatch: pytest.MonkeyPatch) -> None:
-    handle = metrics.stream("a")
+    handle = metrics.stream("a", hls=True)
 
     def no_lookup(*args: object, **kwargs: object) -> None:
         raise AssertionError("a label lookup on the hot path")

@@ -28,6 +28,7 @@ METRICS = {  # issue 2 names + issue 5 names; every panel must query only these 
     "vqa_inference_seconds_count", "vqa_window_latency_seconds_bucket", "vqa_engine_info",
     "vqa_black", "vqa_frozen", "vqa_no_video", "vqa_bitrate_bits_per_second", "vqa_frame_rate",
     "vqa_expected_frame_rate", "vqa_frame_rate_deviation", "vqa_quality_state",
+    "vqa_hls_playlist_stale",  # issue 17
 }
 
 
