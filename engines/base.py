@@ -62,6 +62,9 @@ class BaseEngine:
         # (model file, reason) for files of this backend passed over before this engine loaded, e.g. a
         # corrupt int8 file when the fp32 one worked; the chain reports them with the skipped engines
         self.fallbacks: list[tuple[str, str]] = []
+        # the most windows worth scoring in one call (None: no limit below the scheduler's max_batch);
+        # a smaller batch is published sooner, so a backend whose throughput stops growing sets it
+        self.preferred_batch: int | None = None
 
     @property
     def info(self) -> EngineInfo:

@@ -57,6 +57,7 @@ class OnnxRuntimeEngine(BaseEngine):
 
     def __init__(self, session: object, model: ModelFile, provider: str) -> None:
         super().__init__(EngineInfo(engine=ENGINE_NAME, model=model.name, provider=provider))
+        self.preferred_batch = CPU_RUN_BATCH if provider == CPU_PROVIDER else None
         self._session = session
         self._model = model
         self._output_names = list(OUTPUT_NAMES)
@@ -71,7 +72,7 @@ class OnnxRuntimeEngine(BaseEngine):
         session = self._session
         if session is None:
             raise RuntimeError("engine is closed")
-        step = CPU_RUN_BATCH if self.info.provider == CPU_PROVIDER else max(1, windows.shape[0])
+        step = self.preferred_batch or max(1, windows.shape[0])
         parts = [session.run(self._output_names, {INPUT_NAME: windows[i : i + step]})
                  for i in range(0, windows.shape[0], step)] or [session.run(self._output_names, {INPUT_NAME: windows})]
         quality, logits, intensity = (np.concatenate(p) for p in zip(*parts))

@@ -254,3 +254,19 @@ def test_the_interval_is_per_stream_and_a_failing_map_loses_no_score() -> None:
     assert not localiser.wanted("a", 0.1) and localiser.wanted("b", 0.1)
     clock[0] = 2.0
     assert localiser.wanted("a", 0.1)
+
+
+def test_an_engine_no_faster_in_big_batches_gets_small_ones(harness) -> None:
+    from engines.onnxruntime_engine import CPU_RUN_BATCH, load
+
+    ort_engine = load("aqs_mnv3_small", threads=1)
+    assert ort_engine.preferred_batch == CPU_RUN_BATCH
+    h = harness(engine=ort_engine, max_batch=16, max_wait_s=0.5, streams={"a": 16, "b": 16})
+    h.push("a", 6)
+    h.push("b", 6)
+    h.scheduler.start()  # 12 windows waiting: one batch of 16 would take them all
+    h.recorder.wait_for(12)
+    sizes = [len(batch) for batch in h.recorder.batches()]
+    assert sum(sizes) == 12 and max(sizes) == CPU_RUN_BATCH, sizes
+    # round-robin still: every batch holds windows of both streams
+    assert all({s.stream for s in batch} == {"a", "b"} for batch in h.recorder.batches())
