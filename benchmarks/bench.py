@@ -187,10 +187,13 @@ def machine_info() -> dict[str, Any]:
                 memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
-    from engines.onnxruntime_engine import available_cores
+    from engines.onnxruntime_engine import available_cores, cpu_flags, cpu_precisions
 
+    flags = cpu_flags()
     info: dict[str, Any] = {
         "cpu": cpu,
+        "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx")) or f in ("fma", "asimddp")),
+        "cpu_precision": cpu_precisions(flags)[1],
         "cores": available_cores(),
         "memory_gb": memory_gb,
         "gpu": _gpu_name(),
@@ -696,7 +699,8 @@ def to_markdown(results: dict[str, Any]) -> str:
     lines = [
         "# vqa-monitor bench",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB RAM, GPU: {m['gpu'] or 'none'}; "
+        f"Machine: {m['cpu']}, {m['cores']} cores (flags: {' '.join(m.get('cpu_flags', [])) or 'unknown'}; ONNX Runtime "
+        f"on CPU: {m.get('cpu_precision', '?')}), {m['memory_gb']} GB RAM, GPU: {m['gpu'] or 'none'}; "
         f"{m['os']}; Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
         f"Run {results.get('started_utc')} .. {results.get('finished_utc')}; load average before "
         f"{results.get('load_before')}, after {results.get('load_after')}. Clip: {results['clip']['path']} "
