@@ -116,6 +116,10 @@ def overview() -> gdash.Dashboard:
                            [("count(vqa_black == 1 or vqa_frozen == 1 or vqa_no_video == 1 or vqa_stream_up == 0 "
                              "or vqa_hls_playlist_stale == 1) or vector(0)",
                              "streams")], w=6, h=5, thresholds=((None, "green"), (1, "red"))))
+    d = d.with_panel(_stat("Streams with an audio alarm",
+                           [("count(vqa_audio_missing == 1 or vqa_audio_silence == 1 or vqa_audio_clipping == 1 "
+                             "or vqa_audio_loudness_out_of_range == 1) or vector(0)", "streams")],
+                           w=6, h=5, thresholds=((None, "green"), (1, "red"))))
     d = d.with_row(gdash.Row("History"))
     d = d.with_panel(_ts("AQS by stream", [("vqa_aqs", "{{stream}}")], unit="percentunit", w=24, min=0, max=1))
     d = d.with_panel(_timeline("Quality state by stream", [("vqa_quality_state", "{{stream}}")], QUALITY_STATES))
@@ -167,6 +171,27 @@ def per_stream() -> gdash.Dashboard:
         (f"vqa_frame_rate_deviation{{{s}}}", "fps deviation"),
         # only HLS streams have the series; "no" for the others rather than an empty row
         (f"max(vqa_hls_playlist_stale{{{s}}}) or vector(0)", "HLS playlist stale")], FLAG_STATES, h=8))
+    d = _audio_panels(d, s)
+    return d
+
+
+def _audio_panels(d: gdash.Dashboard, s: str) -> gdash.Dashboard:
+    """The stream's audio (docs/audio.md): no data for a stream without an audio track (none expected)."""
+    d = d.with_row(gdash.Row("Audio"))
+    d = d.with_panel(_ts("Loudness (EBU R128)", [
+        (f"vqa_audio_loudness_momentary_lufs{{{s}}}", "momentary"),
+        (f"vqa_audio_loudness_short_term_lufs{{{s}}}", "short-term"),
+        (f"vqa_audio_loudness_integrated_lufs{{{s}}}", "integrated")], unit="suffix: LUFS"))
+    d = d.with_panel(_ts("Loudness range and true peak", [
+        (f"vqa_audio_loudness_range_lu{{{s}}}", "loudness range (LU)"),
+        (f"vqa_audio_true_peak_dbtp{{{s}}}", "true peak (dBTP)")], w=8))
+    d = d.with_panel(_ts("Audio decode errors", [
+        (f"increase(vqa_audio_decode_errors_total{{{s}}}[$__rate_interval])", "decode errors")], w=4))
+    d = d.with_panel(_timeline("Audio signals", [
+        (f"vqa_audio_missing{{{s}}}", "missing"),
+        (f"vqa_audio_silence{{{s}}}", "silence"),
+        (f"vqa_audio_loudness_out_of_range{{{s}}}", "loudness off target"),
+        (f"vqa_audio_clipping{{{s}}}", "clipping")], FLAG_STATES))
     return d
 
 

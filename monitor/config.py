@@ -42,7 +42,9 @@ from monitor.quality_state import QualityConfig
 from monitor.redact import redact_text, redact_url
 from monitor.sharding import ShardConfig
 from monitor.signals import ChecksConfig
+from monitor.snapshots import SnapshotsConfig
 from monitor.strict import Strict
+from monitor.web.settings import WebConfig
 
 STREAM_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 _NAME_RE = re.compile(STREAM_NAME_PATTERN)
@@ -380,6 +382,10 @@ class Config(Strict):
         "HLS streams: playlist health (stale playlists, discontinuities, fetch errors) and ladders (a master "
         "playlist's variants as streams `NAME/RENDITION`, see docs/hls.md). A stream's own `hls:` overrides it "
         "key by key. A ladder is placed on a shard as one stream. Not allowed under `defaults:`"))
+    web: WebConfig = Field(default_factory=WebConfig, description=(
+        "the read-only status page on the metrics port (docs/web.md); a change needs a restart"))
+    snapshots: SnapshotsConfig = Field(default_factory=SnapshotsConfig, description=(
+        "JPEG snapshots of every stream and its incidents, kept on disk for the status page; a change needs a restart"))
 
     @model_validator(mode="before")
     @classmethod

@@ -57,9 +57,12 @@ from monitor.notify import Notifier, SystemdNotify, watchdog_interval
 from monitor.engine_selection import load_engine, model_dir_of
 from monitor.localise import Localiser
 from monitor.hls import Ladders, PlaylistHealth, watches_playlist
-from monitor.observers import QualityTracker, StreamChecks, WindowObserver
+from monitor.observers import AudioChecks, QualityTracker, StreamChecks, WindowObserver
 from monitor.scheduler import ScheduledStream, Scheduler
 from monitor.server import MetricsServer
+from monitor.snapshots import SnapshotWriter
+from monitor.web.app import WebApp, build_web
+from monitor.web.board import StreamBoard
 from monitor.sharding import Shard, placement
 from monitor.windows import WindowRing
 
@@ -103,6 +106,9 @@ class Daemon:
         self.frame_observers.append(self.checks)
         self.window_observers.append(self.quality)
         self.on_tick.append(lambda: self.checks.tick(time.monotonic()))
+        self.audio = AudioChecks(self.metrics)  # monitor/audio.py: loudness, silence, clipping, missing audio
+        self.frame_observers.append(self.audio)
+        self.on_tick.append(lambda: self.audio.tick(time.monotonic()))
         self.streams: dict[str, StreamRuntime] = {}
         self.playlists = PlaylistHealth()  # HLS playlist watchers of the running streams
         self.ladders = Ladders(self.metrics, on_change=self.request_ladder_update)  # master playlist watchers
@@ -110,6 +116,8 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.engine_spec: str | None = None  # the spec the running engine was loaded from
         self.server: MetricsServer | None = None
+        self.board: StreamBoard | None = None  # the status page's state (monitor.web)
+        self.snapshot_writer: SnapshotWriter | None = None
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._lock = threading.Lock()
@@ -193,9 +201,19 @@ class Daemon:
     # start -----------------------------------------------------------------------------------------
     def start_server(self) -> None:
         host, port = self.config.metrics.address
-        self.server = MetricsServer(host, port, self.registry, self.readiness)
+        self.server = MetricsServer(host, port, self.registry, self.readiness, web=self._start_web(host))
         self.server.start()
         log.info("metrics endpoint listening", extra={"event": "listening", "listen": self.config.metrics.listen})
+
+    def _start_web(self, host: str) -> WebApp | None:
+        """The status page and snapshots (monitor.web): fed by the readers, the checks and the quality state."""
+        self.board, self.snapshot_writer, app = build_web(self.config, self.base_dir, lambda: list(self.streams), host)
+        if self.board is not None:
+            self.frame_observers.append(self.board)
+            self.quality.listeners.append(self.board.on_quality)
+            self.quality.closed_listeners.append(self.board.on_closed)
+            self.checks.listeners.append(self.board.on_signals)
+        return app
 
     def start_engine(self) -> None:
         selection = load_engine(self.config.engine, self.base_dir, warm_up_batch=1)
@@ -231,6 +249,7 @@ class Daemon:
         reader = StreamReader(config, ring, handle, observers=self.frame_observers)
         handle.up.set(0)
         self.checks.add(config)
+        self.audio.add(config)
         self.quality.add(config)
         self.playlists.add(config, handle)
         self.streams[config.name] = StreamRuntime(config, ring, reader)
@@ -241,6 +260,7 @@ class Daemon:
         runtime.reader.stop()
         runtime.ring.clear()
         self.checks.drop(name)
+        self.audio.drop(name)
         self.playlists.drop(name)
         self.quality.drop(name, "stream removed" if remove_series else "stream restarted (config changed)")
         if remove_series:
@@ -430,6 +450,8 @@ class Daemon:
         self.quality.close_all("daemon stopping")
         if self.server is not None:
             self.server.stop()
+        if self.snapshot_writer is not None:
+            self.snapshot_writer.stop(max(0.0, deadline - time.monotonic()))
         if self.scheduler is not None and self.scheduler.join(0):
             try:
                 self.scheduler.engine.close()

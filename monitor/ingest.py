@@ -20,6 +20,12 @@ windows across its restarts (a file shorter than one window is still scored), an
 looped file that yields no frame at all is an outage with backoff, not an instant restart.
 
 Frame timing uses :func:`time.monotonic` (RTSP frames carry no usable pts).
+
+Audio: when the source has an audio track (and ``checks.audio.enabled``), the same reader demuxes
+the first audio track with the video, decodes it (one thread) and meters it with an
+:class:`~monitor.audio.AudioMeter` (FFmpeg's ebur128 in C); observers get one reading per 100 ms of
+audio. An audio packet that fails to decode is counted (``vqa_audio_decode_errors_total``) and
+skipped; it never restarts the source. Video-only sources are read exactly as before.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from engines.sampler import Planes, planes_from_frame
+from monitor.audio import AudioInfo, AudioMeter, AudioReading
 from monitor.config import Source, StreamConfig
 from monitor.metrics import StreamMetrics
 from monitor.redact import redact_text
@@ -61,6 +68,12 @@ class IngestObserver:
 
     def on_down(self, stream: str, reason: str, now: float) -> None: ...
 
+    def on_audio_open(self, stream: str, info: AudioInfo | None, now: float) -> None:
+        """After :meth:`on_open`: the audio track that will be metered (None: none, or audio disabled)."""
+
+    def on_audio(self, stream: str, reading: AudioReading, now: float) -> None:
+        """One 100 ms block of the audio track, metered."""
+
 
 def timeout_options(kind: str, read_timeout_s: float) -> dict[str, str]:
     """FFmpeg's own read timeout for a source of ``kind`` (``rtsp``, ``network``; none for the others)."""
@@ -78,7 +91,8 @@ def open_options(config: StreamConfig, source: Source) -> dict[str, str]:
 
 
 def resilient_demux(container: Any, stream: Any, on_error: Callable[[Exception], None]) -> Iterator[Any]:
-    """``container.demux(stream)``, resumed after a packet the demuxer cannot parse.
+    """``container.demux(stream)``, resumed after a packet the demuxer cannot parse (``stream`` may
+    also be a tuple of streams: their packets interleaved).
 
     On damaged input (a corrupt MPEG-TS) PyAV raises from inside ``demux`` (InvalidDataError, or an
     IndexError for a packet of a stream it never announced); reading on from there continues with the
@@ -87,9 +101,10 @@ def resilient_demux(container: Any, stream: Any, on_error: Callable[[Exception],
     """
     import av
 
+    streams = stream if isinstance(stream, tuple) else (stream,)
     while True:
         try:
-            for packet in container.demux(stream):
+            for packet in container.demux(*streams):
                 yield packet
             return
         except (av.error.InvalidDataError, IndexError) as exc:
@@ -155,6 +170,7 @@ class StreamReader:
         self._session_frames = 0
         self._keep_windows = False  # the next session continues a looped file: its windows go on
         self._errors_in_row = 0
+        self._audio_meter: AudioMeter | None = None  # kept across a looped file's restarts
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -241,6 +257,7 @@ class StreamReader:
         self._fps = float(rate) if rate else DEFAULT_FPS
         for observer in self.observers:
             self._call(observer.on_open, self.name, float(rate) if rate else None, self.clock())
+        audio = self._open_audio(container)
         self._prev_time = None
         if not self._keep_windows:
             self.ring.reset()
@@ -251,10 +268,14 @@ class StreamReader:
         # One decoding thread per stream: the streams are the parallelism. FFmpeg's default of a thread
         # pool per decoder oversubscribes the cores with many streams and costs memory per stream.
         codec.thread_count = 1
+        demuxed = (stream, audio) if audio is not None else stream
         try:
-            for packet in resilient_demux(container, stream, self._damaged):
+            for packet in resilient_demux(container, demuxed, self._damaged):
                 if self._stop.is_set():
                     return "stopped"
+                if audio is not None and packet.stream_index == audio.index:
+                    self._on_audio_packet(audio, packet)
+                    continue
                 now = self.clock()
                 if packet.size:
                     for observer in self.observers:
@@ -272,6 +293,47 @@ class StreamReader:
         except TooManyErrors as exc:
             return str(exc)
         return "eof"
+
+    # audio ---------------------------------------------------------------------------------------
+    def _open_audio(self, container: Any) -> Any:
+        """The audio stream to meter (None: none, or audio disabled); tells the observers either way."""
+        audio = container.streams.audio[0] if self.config.checks.audio.enabled and container.streams.audio else None
+        info = None
+        if audio is not None:
+            try:
+                audio.codec_context.thread_count = 1
+                codec = audio.codec_context
+                info = AudioInfo(codec.name, int(codec.sample_rate or 0), int(codec.channels or 0))
+            except Exception:  # noqa: BLE001 - an audio track PyAV cannot decode: read the video alone
+                audio = None
+        if audio is not None:
+            self.metrics.audio_decode_errors.inc(0)  # the series exists from now on
+        if audio is None or not self._keep_windows or self._audio_meter is None:
+            self._audio_meter = AudioMeter(self.config.checks.audio.true_peak) if audio is not None else None
+        for observer in self.observers:
+            self._call(observer.on_audio_open, self.name, info, self.clock())
+        return audio
+
+    def _on_audio_packet(self, audio: Any, packet: Any) -> None:
+        import av
+
+        try:
+            frames = audio.codec_context.decode(packet)
+        except (av.error.FFmpegError, ValueError):
+            self.metrics.audio_decode_errors.inc()
+            return
+        meter = self._audio_meter
+        assert meter is not None
+        for frame in frames:
+            try:
+                readings = meter.push(frame)
+            except Exception:  # noqa: BLE001 - a frame the meter refuses is counted; it never ends the session
+                self.metrics.audio_decode_errors.inc()
+                continue
+            now = self.clock()
+            for reading in readings:
+                for observer in self.observers:
+                    self._call(observer.on_audio, self.name, reading, now)
 
     def _damaged(self, exc: Exception) -> None:
         """A packet that could not be demuxed or decoded: counted and skipped, until too many in a row."""

@@ -14,14 +14,16 @@ attribute write, and a removed stream's handle can never bring its series back.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
 
 from engines.contract import ARTIFACTS
+from monitor.audio_checks import AudioState
 from monitor.signals import SignalState
 
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
@@ -41,7 +43,8 @@ class MetricSpec:
     ``attr`` names it on :class:`StreamMetrics` when its labels start with ``stream``, else on
     :class:`Metrics`. A counter's ``name`` is without the ``_total`` suffix prometheus_client adds.
     A per-stream gauge that is ``absent_until_set`` has no series before its first value (and none
-    while it is set to None); the others start at 0 when the stream starts. An ``hls`` per-stream metric
+    while it is set to None); the others start at 0 when the stream starts. A per-stream counter that
+    is ``absent_until_set`` has no series before its first ``inc`` (``inc(0)`` makes it appear). An ``hls`` per-stream metric
     has series only for the streams whose HLS playlist is watched (:mod:`monitor.hls`).
     """
 
@@ -114,6 +117,33 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("bitrate", "vqa_bitrate_bits_per_second", GAUGE,
                "Video bitrate from demuxed packet sizes over the bitrate window; absent until measured",
                STREAM, absent_until_set=True),
+    # Audio (monitor/audio.py): series only for streams with an audio track or `checks.audio.expected`.
+    MetricSpec("audio_momentary", "vqa_audio_loudness_momentary_lufs", GAUGE,
+               "EBU R128 momentary loudness (last 400 ms) of the first audio track, LUFS", STREAM,
+               absent_until_set=True),
+    MetricSpec("audio_short_term", "vqa_audio_loudness_short_term_lufs", GAUGE,
+               "EBU R128 short-term loudness (last 3 s), LUFS", STREAM, absent_until_set=True),
+    MetricSpec("audio_integrated", "vqa_audio_loudness_integrated_lufs", GAUGE,
+               "EBU R128 integrated loudness since the audio was opened, LUFS; absent until a block passed the gate",
+               STREAM, absent_until_set=True),
+    MetricSpec("audio_loudness_range", "vqa_audio_loudness_range_lu", GAUGE,
+               "EBU R128 loudness range (LRA) since the audio was opened, LU", STREAM, absent_until_set=True),
+    MetricSpec("audio_true_peak", "vqa_audio_true_peak_dbtp", GAUGE,
+               "Maximum true peak since the audio was opened, dBTP; absent while all samples were 0", STREAM,
+               absent_until_set=True),
+    MetricSpec("audio_silence", "vqa_audio_silence", GAUGE,
+               "1 while the audio is silent (after the silence check's min_duration)", STREAM, absent_until_set=True),
+    MetricSpec("audio_loudness_out_of_range", "vqa_audio_loudness_out_of_range", GAUGE,
+               "1 while the loudness is off the target by more than the tolerance (after min_duration)", STREAM,
+               absent_until_set=True),
+    MetricSpec("audio_clipping", "vqa_audio_clipping", GAUGE,
+               "1 while the audio clips: 100 ms blocks reach the clipping peak level (after min_duration)", STREAM,
+               absent_until_set=True),
+    MetricSpec("audio_missing", "vqa_audio_missing", GAUGE,
+               "1 while audio is expected (checks.audio.expected) but the source has no audio track or delivers none",
+               STREAM, absent_until_set=True),
+    MetricSpec("audio_decode_errors", "vqa_audio_decode_errors", COUNTER,
+               "Audio packets that failed to decode", STREAM, absent_until_set=True),
     MetricSpec("shard_info", "vqa_shard_info", GAUGE,
                "This instance's shard (value 1): shard number (from 0) of shards instances sharing the config",
                ("shard", "shards")),
@@ -158,6 +188,20 @@ class StreamGauge:
         self.value = value
 
 
+class StreamCounter:
+    """A stream's counter that has no series until its first :meth:`inc`; read at scrape time.
+    Only the stream's reader thread increments it."""
+
+    __slots__ = ("value", "created")
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+        self.created = time.time()
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value = (self.value or 0.0) + amount
+
+
 class StreamMetrics:
     """One stream's series, so hot paths update them without looking labels up.
 
@@ -186,6 +230,8 @@ class Metrics:
         for spec in METRICS:  # in table order, which is the order of the exposition
             if spec.per_stream and spec.kind == GAUGE:
                 registry.register(_StreamGaugeCollector(spec, self._live_streams))
+            elif spec.per_stream and spec.kind == COUNTER and spec.absent_until_set:
+                registry.register(_StreamCounterCollector(spec, self._live_streams))
             elif spec.per_stream:
                 self._stream_families[spec.attr] = _build(spec, registry)
             else:
@@ -217,6 +263,8 @@ class Metrics:
     def _new_series(self, spec: MetricSpec, name: str) -> Any:
         if spec.kind == GAUGE:
             return StreamGauge(None if spec.absent_until_set else 0.0)
+        if spec.kind == COUNTER and spec.absent_until_set:
+            return StreamCounter()
         return self._stream_families[spec.attr].labels(name)
 
     def remove_stream(self, name: str) -> None:
@@ -257,6 +305,19 @@ class Metrics:
         handle.frame_rate.set(state.frame_rate)
         handle.expected_frame_rate.set(state.expected_frame_rate)
         handle.bitrate.set(state.bitrate_bps)
+        return True
+
+    def publish_audio(self, handle: StreamMetrics, state: AudioState) -> bool:
+        """Set the audio gauges of one stream: none without audio (``state.active`` false); the missing
+        flag only where audio is expected."""
+        if not self._is_live(handle):
+            return False
+        active = state.active
+        for attr in ("silence", "loudness_out_of_range", "clipping"):
+            getattr(handle, f"audio_{attr}").set(getattr(state, attr) if active else None)
+        handle.audio_missing.set(state.missing if active and state.expected else None)
+        for attr in ("momentary", "short_term", "integrated", "loudness_range", "true_peak"):
+            getattr(handle, f"audio_{attr}").set(getattr(state, attr) if active else None)
         return True
 
     def publish_quality_state(self, handle: StreamMetrics, level: int) -> bool:
@@ -311,6 +372,25 @@ class _StreamGaugeCollector:
 
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(self.spec.name, self.spec.help, labels=self.spec.labels)
+
+
+class _StreamCounterCollector:
+    """One per-stream counter that is absent until its first increment (:class:`StreamCounter`)."""
+
+    def __init__(self, spec: MetricSpec, streams: Callable[[], list[StreamMetrics]]) -> None:
+        self.spec = spec
+        self.streams = streams
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.spec.name, self.spec.help, labels=self.spec.labels)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.spec.name, self.spec.help, labels=self.spec.labels)
+        for handle in self.streams():
+            counter = getattr(handle, self.spec.attr)
+            if counter.value is not None:
+                family.add_metric([handle.name], counter.value, created=counter.created)
+        yield family
 
 
 # reference ----------------------------------------------------------------------------------------

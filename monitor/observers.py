@@ -16,12 +16,15 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from engines.aqs import dominant_artifact, quality_level
 from engines.contract import ARTIFACTS
 from engines.sampler import Planes
+from monitor.audio import AudioInfo, AudioReading
+from monitor.audio_checks import StreamAudio
 from monitor.config import StreamConfig
 from monitor.ingest import IngestObserver
 from monitor.metrics import Metrics, StreamMetrics
@@ -94,6 +97,8 @@ class StreamChecks(IngestObserver):
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._streams: dict[str, _CheckedStream] = {}
+        # called with (stream, events, the frame or None) whenever a check changes state
+        self.listeners: list[Callable[[str, list[SignalEvent], Planes | None], None]] = []
 
     def add(self, config: StreamConfig) -> None:
         checked = _CheckedStream(StreamSignals(config.checks), self.metrics.stream(config.name))
@@ -125,7 +130,7 @@ class StreamChecks(IngestObserver):
     def on_frame(self, stream: str, planes: Planes, now: float) -> None:
         checked = self._streams.get(stream)
         if checked is not None:
-            self._report(stream, checked, checked.signals.on_frame(now, planes))
+            self._report(stream, checked, checked.signals.on_frame(now, planes), planes)
 
     def on_down(self, stream: str, reason: str, now: float) -> None:
         checked = self._streams.get(stream)
@@ -133,10 +138,64 @@ class StreamChecks(IngestObserver):
             checked.connected = False
             self._report(stream, checked, checked.signals.on_disconnect(now))
 
-    def _report(self, stream: str, checked: _CheckedStream, events: list[SignalEvent]) -> None:
+    def _report(self, stream: str, checked: _CheckedStream, events: list[SignalEvent], planes: Planes | None = None) -> None:
         if events:
             _log_signal_events(stream, events)
             self.metrics.publish_signals(checked.metrics, checked.signals.state())
+            for listener in self.listeners:
+                listener(stream, events, planes)
+
+
+# ------------------------------------------------------------------------------------------------
+# Audio checks: one StreamAudio per stream, fed on the reader threads
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _AudioStream:
+    audio: StreamAudio
+    metrics: StreamMetrics
+
+
+class AudioChecks(IngestObserver):
+    """The audio checks of every stream (:mod:`monitor.audio_checks`), published as gauges on
+    :meth:`tick` and at once when a check changes state; log lines as for the signal checks."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._streams: dict[str, _AudioStream] = {}
+
+    def add(self, config: StreamConfig) -> None:
+        checked = _AudioStream(StreamAudio(config.checks.audio), self.metrics.stream(config.name))
+        self._streams[config.name] = checked
+        self.metrics.publish_audio(checked.metrics, checked.audio.state())
+
+    def drop(self, name: str) -> None:
+        self._streams.pop(name, None)
+
+    def tick(self, now: float) -> None:
+        for name, checked in list(self._streams.items()):
+            _log_signal_events(name, checked.audio.tick(now))
+            self.metrics.publish_audio(checked.metrics, checked.audio.state())
+
+    def on_audio_open(self, stream: str, info: AudioInfo | None, now: float) -> None:
+        checked = self._streams.get(stream)
+        if checked is not None:
+            self._report(stream, checked, checked.audio.on_open(now, info), publish=True)
+
+    def on_audio(self, stream: str, reading: AudioReading, now: float) -> None:
+        checked = self._streams.get(stream)
+        if checked is not None:
+            self._report(stream, checked, checked.audio.on_reading(now, reading))
+
+    def on_down(self, stream: str, reason: str, now: float) -> None:
+        checked = self._streams.get(stream)
+        if checked is not None:
+            self._report(stream, checked, checked.audio.on_disconnect(now), publish=True)
+
+    def _report(self, stream: str, checked: _AudioStream, events: list[SignalEvent], publish: bool = False) -> None:
+        if events:
+            _log_signal_events(stream, events)
+        if events or publish:
+            self.metrics.publish_audio(checked.metrics, checked.audio.state())
 
 
 def _log_signal_events(stream: str, events: list[SignalEvent]) -> None:
@@ -165,6 +224,9 @@ class QualityTracker(WindowObserver):
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._streams: dict[str, _TrackedStream] = {}
+        # called with (score, the incident events it caused, the level after it) for every window
+        self.listeners: list[Callable[[WindowScore, list[QualityEvent], Level], None]] = []
+        self.closed_listeners: list[Callable[[str, list[QualityEvent]], None]] = []  # (stream, end events) on drop
 
     def add(self, config: StreamConfig) -> None:
         tracked = _TrackedStream(QualityState(config.quality), self.metrics.stream(config.name), threading.Lock())
@@ -179,6 +241,8 @@ class QualityTracker(WindowObserver):
                 tracked.closed = True
                 events = tracked.state.close(time.monotonic(), reason)
             _log_quality_events(name, events)
+            for listener in self.closed_listeners:
+                listener(name, events)
 
     def close_all(self, reason: str) -> None:
         for name in list(self._streams):
@@ -196,6 +260,8 @@ class QualityTracker(WindowObserver):
         if events:
             self.metrics.publish_quality_state(tracked.metrics, level)
             _log_quality_events(score.stream, events, window_artifact=score.dominant_artifact)
+        for listener in self.listeners:
+            listener(score, events, level)
 
 
 _INCIDENT_MESSAGES = {"start": "quality incident started", "escalate": "quality incident escalated",

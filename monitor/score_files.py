@@ -4,6 +4,7 @@ Scores every 7-frame window of each file with the same sampler (:mod:`engines.sa
 (:func:`engines.chain.select_engine`) and AQS (:mod:`engines.aqs`) as the daemon, and prints one
 result per file: a short table, or JSON Lines with ``--json``. ``--csv`` writes one row per window,
 ``--plot`` draws AQS over time with the leading artifacts (needs the ``plot`` extra: matplotlib).
+``--report`` writes one self-contained HTML file (:mod:`monitor.report`).
 
 Windows are consecutive, non-overlapping runs of 7 decoded frames, written by the daemon's
 :class:`monitor.windows.WindowRing` (here with backpressure instead of drops: every window is scored)
@@ -54,6 +55,7 @@ class FileWindowScore:
     quality: float
     artifacts: np.ndarray  # [10] probabilities
     intensities: np.ndarray  # [10]
+    artifact_map: np.ndarray | None = None  # [10, 7, 7] per-fragment probabilities when the engine localises
 
 
 @dataclass
@@ -64,6 +66,7 @@ class FileScore:
     decode_errors: int = 0
     elapsed_s: float = 0.0
     windows: list[FileWindowScore] = field(default_factory=list)
+    source: str = field(default="", repr=False)  # the path as given (unredacted): --report decodes it again
 
     @property
     def aqs(self) -> float:
@@ -243,7 +246,7 @@ def score_file(path: str, engine: Any, batch: int = DEFAULT_BATCH, progress: "Pr
     Scores come from :func:`engines.aqs.score_outputs`, the daemon's AQS step.
     """
     started = time.monotonic()
-    result = FileScore(path=redact_url(path), engine=asdict(engine.info))
+    result = FileScore(path=redact_url(path), engine=asdict(engine.info), source=path)
     ring = WindowRing(capacity=2 * batch, stride=WINDOW_FRAMES)
     buffer = np.empty((batch, *INPUT_SHAPE), dtype=np.uint8)
     decoder = _Decoder(path, ring, progress, timeout_s)
@@ -265,10 +268,12 @@ def score_file(path: str, engine: Any, batch: int = DEFAULT_BATCH, progress: "Pr
             if starts:
                 outputs = engine.infer(buffer[: len(starts)])
                 scores, probabilities, intensities = score_outputs(outputs)
+                maps = outputs.artifact_map_probabilities
                 for i, start_s in enumerate(starts):
                     result.windows.append(
                         FileWindowScore(start_s, float(scores[i]), float(outputs.quality[i]),
-                                    probabilities[i].copy(), intensities[i].copy())
+                                    probabilities[i].copy(), intensities[i].copy(),
+                                    None if maps is None else maps[i].copy())
                     )
             elif finished:
                 break
@@ -433,6 +438,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per file")
     parser.add_argument("--csv", metavar="FILE", type=Path, help="write one CSV row per window")
     parser.add_argument("--plot", metavar="FILE.png", type=Path, help="plot AQS over time with the leading artifacts")
+    parser.add_argument("--report", metavar="FILE.html", type=Path, help=(
+        "write one self-contained HTML report (AQS and artifact timelines, the worst windows' key frames with "
+        "their artifact heatmaps, the --json data); opens offline"))
     parser.add_argument(
         "--engine",
         metavar="NAME",
@@ -520,6 +528,11 @@ def run(args: argparse.Namespace) -> int:
             write_csv(results, args.csv)
         if args.plot is not None and results:
             write_plot(results, args.plot)
+        if args.report is not None and results:
+            from monitor.localise import Localiser
+            from monitor.report import write_report
+
+            write_report(results, args.report, Localiser.load(args.model_dir))
     except OSError as exc:
         print(f"vqa-monitor score: cannot write output: {exc}", file=err)
         return EXIT_FAILURE

@@ -1,4 +1,5 @@
-"""The HTTP endpoint on ``metrics.listen``: ``/metrics``, ``/healthz``, ``/readyz``.
+"""The HTTP endpoint on ``metrics.listen``: ``/metrics``, ``/healthz``, ``/readyz``, and the status page
+(:mod:`monitor.web.app`: ``/``, ``/streams/...``, ``/api/...``, ``/snapshots/...``) when it is on.
 
 * ``/metrics``: Prometheus text format of the daemon's own registry.
 * ``/healthz``: 200 ``ok`` while the process serves requests (liveness).
@@ -29,6 +30,8 @@ from typing import Any, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from monitor.web.app import WebApp
+
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], tuple[bool, str]]
@@ -47,6 +50,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = MAX_CONNECTIONS
     registry: CollectorRegistry
     readiness: ReadinessCheck
+    web: WebApp | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._slots = threading.Lock()
@@ -147,6 +151,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/readyz":
             ready, reason = self.server.readiness()
             self._send(200 if ready else 503, (reason + "\n").encode())
+        elif self.server.web is not None and (response := self.server.web.handle(self.path, self.headers.get("Authorization"))):
+            self._send(response.status, response.body, response.content_type, response.headers)
         elif path == "/":
             self._send(200, b"vqa-monitor: /metrics /healthz /readyz\n")
         else:
@@ -155,10 +161,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802
         self.do_GET()
 
-    def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+    def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
+              headers: dict[str, str] | None = None) -> None:
         self.connection.settimeout(WRITE_TIMEOUT_S)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
@@ -181,11 +190,13 @@ class _Handler(BaseHTTPRequestHandler):
 class MetricsServer:
     """Serves the endpoints on a background thread. Raises OSError from the constructor on bind errors."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, readiness: ReadinessCheck) -> None:
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, readiness: ReadinessCheck,
+                 web: WebApp | None = None) -> None:
         server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6}) if ":" in host else _Server
         self._server = server_class((host, port), _Handler)
         self._server.registry = registry
         self._server.readiness = readiness
+        self._server.web = web
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="http", daemon=True)
 

@@ -56,6 +56,7 @@ from typing import Any, Sequence
 import numpy as np
 from pydantic import Field, model_validator
 
+from monitor.audio import AudioChecksConfig
 from monitor.strict import Strict
 
 __all__ = [
@@ -159,6 +160,9 @@ class ChecksConfig(Strict):
         "declares"))
     bitrate: BitrateConfig = Field(BitrateConfig(), description=(
         "the video bitrate from the sizes of the demuxed packets (a measurement, no alarm)"))
+    audio: AudioChecksConfig = Field(AudioChecksConfig(), description=(
+        "the first audio track: EBU R128 loudness (FFmpeg's ebur128) and the silence, loudness, clipping and "
+        "missing-audio checks (monitor/audio.py, docs/audio.md)"))
 
     @model_validator(mode="after")
     def _window_long_enough(self) -> "ChecksConfig":

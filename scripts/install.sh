@@ -20,6 +20,7 @@ if (( want_test )); then
         gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
         gstreamer1.0-plugins-bad gstreamer1.0-libav
         ffmpeg prometheus prometheus-alertmanager opencv-data systemd
+        chromium
     )
 fi
 

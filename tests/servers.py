@@ -94,11 +94,13 @@ def rtsp_server_available() -> str | None:
 
 
 def make_clip(path: Path, seconds: float = 4.0, size: str = "640x360", fps: int = 25, keyint: int | None = None,
-              source: str = "testsrc2", extra_filters: str = "", codec: str = "libx264") -> Path:
+              source: str = "testsrc2", extra_filters: str = "", codec: str = "libx264",
+              audio: str | None = None) -> Path:
     """Write an H.264 clip from an ffmpeg lavfi source (keyframe every ``keyint`` frames, default 1 s).
 
-    ``extra_filters`` is appended to the filter chain (e.g. ``"noise=alls=60:allf=t"``). Cached: an
-    existing file is reused.
+    ``extra_filters`` is appended to the filter chain (e.g. ``"noise=alls=60:allf=t"``). ``audio``: an
+    ffmpeg lavfi audio graph (e.g. ``"sine=frequency=1000:sample_rate=48000"``) encoded as stereo AAC
+    beside the video. Cached: an existing file is reused.
     """
     path = Path(path)
     if path.exists():
@@ -107,8 +109,10 @@ def make_clip(path: Path, seconds: float = 4.0, size: str = "640x360", fps: int 
     keyint = keyint or fps
     graph = f"{source}=size={size}:rate={fps}" + (f",{extra_filters}" if extra_filters else "")
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", graph, "-t", str(seconds),
-           "-c:v", codec, "-pix_fmt", "yuv420p", "-g", str(keyint), "-keyint_min", str(keyint), "-sc_threshold", "0",
+    audio_args = (["-f", "lavfi", "-i", audio, "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-ar", "48000"]
+                  if audio else [])
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", graph, *audio_args,
+           "-t", str(seconds), "-c:v", codec, "-pix_fmt", "yuv420p", "-g", str(keyint), "-keyint_min", str(keyint), "-sc_threshold", "0",
            "-bf", "0", "-preset", "veryfast", str(tmp)]
     subprocess.run(cmd, check=True, timeout=120)
     tmp.rename(path)
@@ -140,10 +144,12 @@ class RtspServer:
     """
 
     def __init__(self, port: int | None = None, *, pattern: str = "ball", width: int = 640, height: int = 360,
-                 fps: int = 25, clip: Path | None = None, mount: str = "live", log_dir: Path | None = None) -> None:
+                 fps: int = 25, clip: Path | None = None, mount: str = "live", log_dir: Path | None = None,
+                 audio: bool = False) -> None:
         self.port = port or free_port()
         self.pattern, self.width, self.height, self.fps = pattern, width, height, fps
         self.clip = Path(clip) if clip else None
+        self.audio = audio  # with clip: serve its audio track too (Opus, a second RTP payload)
         self.mount = mount
         self.log_dir = log_dir
         self.proc: subprocess.Popen[str] | None = None
@@ -157,7 +163,7 @@ class RtspServer:
                "--pattern", self.pattern, "--width", str(self.width), "--height", str(self.height),
                "--fps", str(self.fps)]
         if self.clip:
-            cmd += ["--clip", str(self.clip)]
+            cmd += ["--clip", str(self.clip)] + (["--audio"] if self.audio else [])
         stderr = open(self.log_dir / f"rtsp_{self.port}.log", "a") if self.log_dir else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
         ready: list[str] = []
@@ -211,8 +217,9 @@ class HlsServer:
     """
 
     def __init__(self, clip: Path, directory: Path, port: int | None = None, *, segment_s: int = 1,
-                 list_size: int = 5) -> None:
+                 list_size: int = 5, audio: bool = False) -> None:
         self.clip = Path(clip)
+        self.audio = audio  # keep the clip's audio track
         self.directory = Path(directory)
         self.port = port or free_port()
         self.segment_s = segment_s
@@ -249,7 +256,7 @@ class HlsServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.producer = subprocess.Popen(
             [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(self.clip),
-             "-c", "copy", "-an", "-f", "hls", "-hls_time", str(self.segment_s), "-hls_list_size", str(self.list_size),
+             "-c", "copy", *([] if self.audio else ["-an"]), "-f", "hls", "-hls_time", str(self.segment_s), "-hls_list_size", str(self.list_size),
              "-hls_flags", "delete_segments+independent_segments",
              "-hls_segment_filename", str(self.directory / "seg_%05d.ts"), str(self.playlist)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

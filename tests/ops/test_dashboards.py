@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "grafana"))
 pytest.importorskip("grafana_foundation_sdk", reason="pip install grafana-foundation-sdk (test extra)")
 import build_dashboards  # noqa: E402
+from servers import make_clip  # noqa: E402
 
 METRICS = {  # issue 2 names + issue 5 names; every panel must query only these (plus Prometheus' own)
     "vqa_aqs", "vqa_artifact_probability", "vqa_stream_up", "vqa_stream_reconnects_total",
@@ -29,6 +30,9 @@ METRICS = {  # issue 2 names + issue 5 names; every panel must query only these 
     "vqa_black", "vqa_frozen", "vqa_no_video", "vqa_bitrate_bits_per_second", "vqa_frame_rate",
     "vqa_expected_frame_rate", "vqa_frame_rate_deviation", "vqa_quality_state",
     "vqa_hls_playlist_stale",  # issue 17
+    "vqa_audio_loudness_momentary_lufs", "vqa_audio_loudness_short_term_lufs", "vqa_audio_loudness_integrated_lufs",
+    "vqa_audio_loudness_range_lu", "vqa_audio_true_peak_dbtp", "vqa_audio_silence", "vqa_audio_clipping",
+    "vqa_audio_loudness_out_of_range", "vqa_audio_missing", "vqa_audio_decode_errors_total",  # issue 17: audio
 }
 
 
@@ -124,6 +128,11 @@ def _expand(expr: str, stream: str | None) -> str:
     return expr
 
 
+def needs_audio(target: dict) -> bool:
+    """A panel of audio metrics: it has data only for streams with an audio track."""
+    return "vqa_audio_" in target["expr"]
+
+
 def _run_panel_query(prom, target: dict, stream: str | None, now: float) -> tuple[str, dict]:
     """One panel query as Grafana runs it (instant, or a range over the last RANGE_S): (PromQL, answer)."""
     expr = _expand(target["expr"], stream)
@@ -160,7 +169,7 @@ def _check_answer(answer: dict, target: dict, stream: str | None) -> str | None:
 
 
 @pytest.mark.slow
-def test_every_committed_panel_query_returns_data(daemon, prometheus, degraded_demo_clip):
+def test_every_committed_panel_query_returns_data(daemon, prometheus, degraded_demo_clip, clip_dir):
     """Run every panel target of grafana/dashboards/*.json, with $stream set to each real stream, against
     Prometheus' HTTP API: no query may fail, come back empty or hold only NaN, and every legend's
     {{label}} must exist on the returned series.
@@ -169,13 +178,20 @@ def test_every_committed_panel_query_returns_data(daemon, prometheus, degraded_d
     0, the 0/1 signal gauges exist from a stream's start, "Streams with an alert signal" ends in
     ``or vector(0)``). Two sources: the clean demo clip and the same clip starved of bits, so the
     per-stream dashboard is checked on a good and on a degraded stream and the stream filter on both.
+    A third source carries an audio tone (audio expected): the audio panels (``vqa_audio_*``, no data
+    for a stream without audio, rightly) are checked on it, every other panel on all three.
     """
-    streams = {"demo": "demo:", "degraded": str(degraded_demo_clip)}
-    d = daemon([{"name": n, "url": u} for n, u in streams.items()], wait="healthz")
+    tone = make_clip(clip_dir / "dashboard_tone.ts", seconds=6, size="320x180",
+                     audio="sine=frequency=1000:sample_rate=48000")
+    streams = {"demo": "demo:", "degraded": str(degraded_demo_clip), "tone": str(tone)}
+    audio_streams = ["tone"]
+    d = daemon([{"name": n, "url": u, **({"checks": {"audio": {"expected": True}}} if n in audio_streams else {})}
+                for n, u in streams.items()], wait="healthz")
     prom = prometheus([f"127.0.0.1:{d.port}"])
     targets = _committed_targets()
     assert len(targets) >= 30
-    runs = [(t, s) for t in targets for s in (streams if t["per_stream"] else [None])]
+    runs = [(t, s) for t in targets
+            for s in ((audio_streams if needs_audio(t) else streams) if t["per_stream"] else [None])]
 
     started = time.monotonic()
     failures: dict[tuple, str] = {}
