@@ -97,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="part 3: seconds after all streams are up before measuring (default: %(default)s)")
     parser.add_argument("--keep-going", action="store_true",
                         help="part 3: try every stream count even after one is not sustained")
+    parser.add_argument("--no-snapshots", dest="snapshots", action="store_false",
+                        help="part 3: the daemon keeps no snapshots (they are on by default, as in the daemon)")
     parser.add_argument("--stride", type=int, default=WINDOW_FRAMES,
                         help="part 3: the streams' `stride` (7 = every window; 25 = one window a second at 25 fps)")
     parser.add_argument("--json", dest="json_path", default=None, help="write the results as JSON")
@@ -141,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     if "streams" in parts:
         _progress("part 3: concurrent RTSP streams through the daemon")
         results["streams"] = bench_streams(clip, _ints(args.streams), args.duration, args.warmup, preference,
-                                           args.threads, keep_going=args.keep_going, stride=args.stride)
+                                           args.threads, keep_going=args.keep_going, stride=args.stride,
+                                           snapshots=args.snapshots)
     results["load_after"] = _loadavg()
     results["finished_utc"] = _utc()
     report = to_markdown(results)
@@ -575,13 +578,15 @@ class _ProcStats:
 
 
 def bench_stream_count(url: str, n: int, duration: float, warmup: float, preference: Sequence[str] | None,
-                       threads: int | None, workdir: Path, stride: int = WINDOW_FRAMES) -> dict[str, Any]:
+                       threads: int | None, workdir: Path, stride: int = WINDOW_FRAMES,
+                       snapshots: bool = True) -> dict[str, Any]:
     """Run the daemon on ``n`` copies of ``url`` and measure ``duration`` seconds after ``warmup``."""
     port = _free_port()
     config = {
         "metrics": {"listen": f"127.0.0.1:{port}"},
         "engine": {"prefer": list(preference) if preference else None, "threads": threads},
         "defaults": {"stride": stride},
+        "snapshots": {"enabled": snapshots, "dir": str(workdir / f"snapshots-{n}")},
         "streams": [{"name": f"s{i:02d}", "url": url} for i in range(n)],
     }
     config_path = workdir / f"bench-{n}.yaml"
@@ -668,15 +673,16 @@ def bench_stream_count(url: str, n: int, duration: float, warmup: float, prefere
 
 def bench_streams(clip: Path, counts: Sequence[int], duration: float, warmup: float,
                   preference: Sequence[str] | None, threads: int | None, keep_going: bool = False,
-                  stride: int = WINDOW_FRAMES) -> dict[str, Any]:
+                  stride: int = WINDOW_FRAMES, snapshots: bool = True) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
-    result: dict[str, Any] = {"duration_s": duration, "warmup_s": warmup, "fps": FPS, "stride": stride, "runs": runs}
+    result: dict[str, Any] = {"duration_s": duration, "warmup_s": warmup, "fps": FPS, "stride": stride,
+                              "snapshots": snapshots, "runs": runs}
     try:
         with tempfile.TemporaryDirectory(prefix="vqa-bench-") as tmp, rtsp_server(clip) as url:
             for n in sorted(counts):
                 _progress(f"  {n} stream(s) for {duration:g} s")
                 try:
-                    row = bench_stream_count(url, n, duration, warmup, preference, threads, Path(tmp), stride)
+                    row = bench_stream_count(url, n, duration, warmup, preference, threads, Path(tmp), stride, snapshots)
                 except RuntimeError as exc:
                     row = {"streams": n, "error": str(exc), "sustained": False}
                 runs.append(row)
@@ -754,6 +760,7 @@ def to_markdown(results: dict[str, Any]) -> str:
                       f"Stride {s.get('stride', WINDOW_FRAMES)}: "
                       + ("every window of every stream." if s.get("stride", WINDOW_FRAMES) == WINDOW_FRAMES else
                          f"one 7-frame window every {s['stride']} frames (duty cycle {WINDOW_FRAMES / s['stride']:.0%}).")
+                      + (" Snapshots on (the default)." if s.get("snapshots", True) else " Snapshots off (`--no-snapshots`).")
                       + " First score: seconds from starting the daemon to its first published score.", "",
                       "| streams | sustained | min stream fps | windows/s | dropped | p50 latency s | p95 latency s "
                       "| CPU (cores) | RSS MB (peak) | first score s |",
