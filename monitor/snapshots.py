@@ -297,15 +297,22 @@ class SnapshotWriter:
 
     def picture(self, stream: str, name: str) -> bytes | None:
         """``live``, ``ID`` or ``ID.heat``: the JPEG bytes, or None."""
-        directory = self.stream_dir(stream)
-        if name == "live":
-            path = directory / "live.jpg"
-        else:
-            incident_id, _, heat = name.partition(".")
-            if not valid_incident_id(incident_id) or heat not in ("", "heat"):
-                return None
-            path = directory / "incidents" / f"{name}.jpg"
+        path = self._picture_path(stream, name)
         try:
-            return path.read_bytes()
+            return None if path is None else path.read_bytes()
         except OSError:
             return None
+
+    def has_picture(self, stream: str, name: str) -> bool:
+        """Whether :meth:`picture` would find it now (the worker writes pictures some time after they are asked for)."""
+        path = self._picture_path(stream, name)
+        return path is not None and path.is_file()
+
+    def _picture_path(self, stream: str, name: str) -> Path | None:
+        directory = self.stream_dir(stream)
+        if name == "live":
+            return directory / "live.jpg"
+        incident_id, _, heat = name.partition(".")
+        if not valid_incident_id(incident_id) or heat not in ("", "heat"):
+            return None
+        return directory / "incidents" / f"{name}.jpg"

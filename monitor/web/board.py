@@ -232,6 +232,7 @@ class StreamBoard(IngestObserver):
         incidents = memory + [r for r in on_disk if r.get("id") not in known]  # earlier runs' incidents too
         for record in incidents:
             record.pop("new", None)
+            self._only_written(stream, record)
         out["incidents"] = sorted(incidents, key=lambda r: r.get("id", ""), reverse=True)
         return out
 
@@ -257,5 +258,13 @@ class StreamBoard(IngestObserver):
             "last_incident": None if last_incident is None else {
                 "id": last_incident["id"], "kind": last_incident["kind"], "started": last_incident["started"],
                 "ended": last_incident["ended"]},
-            "has_live_picture": view.last_live > float("-inf") and self.writer is not None,
+            "has_live_picture": self.writer is not None and self.writer.has_picture(name, "live"),
         }
+
+    def _only_written(self, stream: str, record: dict[str, Any]) -> None:
+        """Claim an incident's pictures only once the writer has them on disk (the page would get a 404)."""
+        if self.writer is None or not record.get("id"):
+            return
+        record["has_picture"] = bool(record.get("has_picture")) and self.writer.has_picture(stream, record["id"])
+        record["has_heatmap"] = record["has_picture"] and bool(record.get("has_heatmap")) and \
+            self.writer.has_picture(stream, record["id"] + ".heat")

@@ -104,3 +104,22 @@ def test_config_section_defaults_and_limits() -> None:
     with pytest.raises(ConfigError) as error:
         parse_config("snapshots: {width: 10}\n")
     assert "snapshots.width" in str(error.value.problems)
+
+
+def test_a_picture_is_claimed_only_once_the_worker_has_written_it(tmp_path: Path) -> None:
+    """The page asks for what the API says exists: a picture still in the queue is not claimed (no 404)."""
+    from monitor.web.board import StreamBoard
+
+    writer = SnapshotWriter(SnapshotsConfig(), tmp_path)
+    board = StreamBoard(lambda: ["cam"], writer)
+    planes = planes_from_rgb(np.zeros((240, 320, 3), dtype=np.uint8))
+    board.on_up("cam", time.monotonic())
+    assert writer.submit(SnapshotJob("cam", "live", planes))
+    assert not writer.has_picture("cam", "live") and board.summaries()[0]["has_live_picture"] is False
+    writer.start()
+    try:
+        assert writer.wait_idle(10)
+    finally:
+        writer.stop()
+    assert writer.has_picture("cam", "live") and board.summaries()[0]["has_live_picture"] is True
+    assert not writer.has_picture("cam", "../../etc/passwd") and not writer.has_picture("cam", "nope.heat")
