@@ -97,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="part 3: seconds after all streams are up before measuring (default: %(default)s)")
     parser.add_argument("--keep-going", action="store_true",
                         help="part 3: try every stream count even after one is not sustained")
+    parser.add_argument("--audio", action="store_true",
+                        help="part 3: the streams also carry a stereo 48 kHz tone (Opus over RTP), metered by the daemon")
     parser.add_argument("--no-snapshots", dest="snapshots", action="store_false",
                         help="part 3: the daemon keeps no snapshots (they are on by default, as in the daemon)")
     parser.add_argument("--stride", type=int, default=WINDOW_FRAMES,
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         _progress("part 3: concurrent RTSP streams through the daemon")
         results["streams"] = bench_streams(clip, _ints(args.streams), args.duration, args.warmup, preference,
                                            args.threads, keep_going=args.keep_going, stride=args.stride,
-                                           snapshots=args.snapshots)
+                                           snapshots=args.snapshots, audio=args.audio)
     results["load_after"] = _loadavg()
     results["finished_utc"] = _utc()
     report = to_markdown(results)
@@ -490,14 +492,25 @@ def _stop(proc: subprocess.Popen[Any], timeout: float = 8.0) -> None:
             proc.wait(5)
 
 
+def with_tone(clip: Path, out: Path) -> Path:
+    """``clip``'s video with a 1 kHz stereo 48 kHz AAC tone (Debian's ffmpeg), for ``--audio``."""
+    subprocess.run([shutil.which("ffmpeg") or "ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(clip),
+                    "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000", "-map", "0:v:0", "-map", "1:a:0",
+                    "-c:v", "copy", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-shortest", str(out)],
+                   check=True, timeout=120)
+    return out
+
+
 @contextmanager
-def rtsp_server(clip: Path) -> Iterator[str]:
-    """The test suite's gst-rtsp-server on loopback serving ``clip`` in real time, looped (its ``--clip``)."""
+def rtsp_server(clip: Path, audio: bool = False) -> Iterator[str]:
+    """The test suite's gst-rtsp-server on loopback serving ``clip`` in real time, looped (its ``--clip``;
+    with ``audio`` also the clip's audio track, as Opus)."""
     if not Path(GST_PYTHON).exists() or shutil.which("ffmpeg") is None or not RTSP_SERVER.is_file():
         raise RuntimeError(f"part 3 needs Debian's python3-gi + gst-rtsp-server and ffmpeg (scripts/install.sh --test) "
                            f"and {RTSP_SERVER}")
     port = _free_port()
-    server = subprocess.Popen([GST_PYTHON, str(RTSP_SERVER), "--port", str(port), "--clip", str(clip)],
+    server = subprocess.Popen([GST_PYTHON, str(RTSP_SERVER), "--port", str(port), "--clip", str(clip),
+                               *(["--audio"] if audio else [])],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = server.stdout.readline() if server.stdout else ""
@@ -666,6 +679,7 @@ def bench_stream_count(url: str, n: int, duration: float, warmup: float, prefere
         "latency_p95_s": None if p95 is None else round(p95, 3),
         "cpu_cores_used": round((cpu1 - cpu0) / wall, 2),
         "rss_mb_end": round(rss_end, 1), "rss_mb_peak": round(stats.peak_rss_mb, 1),
+        "audio_metered_streams": len(_per_stream(after, "vqa_audio_loudness_short_term_lufs")),
         "realtime": realtime, "all_scored": all_scored, "none_dropped": none_dropped,
         "sustained": realtime and all_scored and none_dropped,
     }
@@ -673,12 +687,13 @@ def bench_stream_count(url: str, n: int, duration: float, warmup: float, prefere
 
 def bench_streams(clip: Path, counts: Sequence[int], duration: float, warmup: float,
                   preference: Sequence[str] | None, threads: int | None, keep_going: bool = False,
-                  stride: int = WINDOW_FRAMES, snapshots: bool = True) -> dict[str, Any]:
+                  stride: int = WINDOW_FRAMES, snapshots: bool = True, audio: bool = False) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     result: dict[str, Any] = {"duration_s": duration, "warmup_s": warmup, "fps": FPS, "stride": stride,
-                              "snapshots": snapshots, "runs": runs}
+                              "snapshots": snapshots, "audio": audio, "runs": runs}
     try:
-        with tempfile.TemporaryDirectory(prefix="vqa-bench-") as tmp, rtsp_server(clip) as url:
+        with tempfile.TemporaryDirectory(prefix="vqa-bench-") as tmp, \
+                rtsp_server(with_tone(clip, Path(tmp) / "tone.mp4") if audio else clip, audio) as url:
             for n in sorted(counts):
                 _progress(f"  {n} stream(s) for {duration:g} s")
                 try:
@@ -761,6 +776,10 @@ def to_markdown(results: dict[str, Any]) -> str:
                       + ("every window of every stream." if s.get("stride", WINDOW_FRAMES) == WINDOW_FRAMES else
                          f"one 7-frame window every {s['stride']} frames (duty cycle {WINDOW_FRAMES / s['stride']:.0%}).")
                       + (" Snapshots on (the default)." if s.get("snapshots", True) else " Snapshots off (`--no-snapshots`).")
+                      + (" Every stream also carries a stereo 48 kHz tone (`--audio`); streams whose loudness the "
+                         "daemon published: " + ", ".join(f"{r['audio_metered_streams']} of {r['streams']}"
+                                                          for r in s["runs"] if "error" not in r) + "."
+                         if s.get("audio") else "")
                       + " First score: seconds from starting the daemon to its first published score.", "",
                       "| streams | sustained | min stream fps | windows/s | dropped | p50 latency s | p95 latency s "
                       "| CPU (cores) | RSS MB (peak) | first score s |",

@@ -244,8 +244,9 @@ def localisation_section(reports_dir: Path) -> list[str]:
     mapped = [r for r in reports if r.get("map")]
     lines += ["The contract's optional `artifact_map` `[N, 10, 7, 7]` gives artifact logits per fragment. The "
               "classical engine computes one on request (its artifact regressions applied to each fragment's own "
-              "features, about twice the cost of its window score), and the daemon asks it for windows below the "
-              "\"good\" band, at most one per stream every 2 s, whichever engine scored them. The AQS networks have "
+              "features, about twice the cost of its window score), and the daemon (with snapshots on) asks it for "
+              "windows below their stream's `quality.warn`, at most one per stream every 2 s, whichever engine "
+              "scored them. The AQS networks have "
               "no map: on these photographs, two training-free maps from the B0 backbone's last 7x7 feature map "
               "(a first-order attribution through the trunk; each cell's features in place of the pooled ones) "
               "put 0 of the 7 strongest cells in a blurred left half, and logistic heads trained on the "

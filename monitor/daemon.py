@@ -223,7 +223,7 @@ class Daemon:
             max_batch=self.config.engine.max_batch,
             max_wait_s=self.config.engine.max_wait_ms / 1000.0,
             observers=self.window_observers,
-            localiser=Localiser.load(model_dir_of(self.config.engine, self.base_dir)),
+            localiser=Localiser.load(model_dir_of(self.config.engine, self.base_dir)) if self.config.snapshots.enabled else None,
         )
         self.scheduler.start()
 
@@ -252,6 +252,8 @@ class Daemon:
         self.audio.add(config)
         self.quality.add(config)
         self.playlists.add(config, handle)
+        if self.scheduler.localiser is not None:
+            self.scheduler.localiser.watch(config.name, config.quality.warn)
         self.streams[config.name] = StreamRuntime(config, ring, reader)
         reader.start()
 
@@ -262,6 +264,8 @@ class Daemon:
         self.checks.drop(name)
         self.audio.drop(name)
         self.playlists.drop(name)
+        if self.scheduler is not None and self.scheduler.localiser is not None:
+            self.scheduler.localiser.forget(name)
         self.quality.drop(name, "stream removed" if remove_series else "stream restarted (config changed)")
         if remove_series:
             self.metrics.remove_stream(name)

@@ -3,9 +3,11 @@
 The AQS networks have no per-fragment output (their backbone's feature maps did not localise on
 part-damaged frames: model card, "Where the damage is"); the classical engine's regressions applied
 to each fragment's own features do. A map costs about twice a classical window score (~20 ms on one
-core), so it is computed only for windows below the "good" band, at most one per stream every
-``interval_s``, on the scheduler thread, and handed to the observers in
-:attr:`~monitor.observers.WindowScore.artifact_map` (``None`` for every other window).
+core), so it is computed only for windows below their stream's quality warning threshold
+(``quality.warn``, where an incident can start), at most one per stream every ``interval_s``, on the
+scheduler thread, and handed to the observers in :attr:`~monitor.observers.WindowScore.artifact_map`
+(``None`` for every other window). Only the snapshots' heatmaps use maps: with snapshots off the
+daemon has no localiser.
 """
 from __future__ import annotations
 
@@ -16,13 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from engines.aqs import QUALITY_BANDS
 from engines.base import EngineUnavailable
 from engines.contract import sigmoid
 
 log = logging.getLogger(__name__)
 
-TROUBLE_BELOW = dict((name, bound) for bound, name in QUALITY_BANDS)["good"]  # AQS under "good"
 DEFAULT_INTERVAL_S = 2.0
 
 
@@ -34,6 +34,7 @@ class Localiser:
         self.interval_s = interval_s
         self.clock = clock
         self._last: dict[str, float] = {}
+        self._below: dict[str, float] = {}  # stream -> its quality.warn
         self.maps = 0
 
     @classmethod
@@ -47,9 +48,18 @@ class Localiser:
             log.warning("no artifact maps: %s", exc, extra={"event": "localiser_unavailable"})
             return None
 
+    def watch(self, stream: str, warn_below: float) -> None:
+        """Map windows of ``stream`` that score below ``warn_below`` (its ``quality.warn``)."""
+        self._below[stream] = warn_below
+        self._last.pop(stream, None)
+
+    def forget(self, stream: str) -> None:
+        self._below.pop(stream, None)
+        self._last.pop(stream, None)
+
     def wanted(self, stream: str, aqs: float) -> bool:
         """True when a window of ``stream`` scoring ``aqs`` should get a map now."""
-        if aqs >= TROUBLE_BELOW:
+        if aqs >= self._below.get(stream, 0.0):
             return False
         last = self._last.get(stream)
         return last is None or self.clock() - last >= self.interval_s

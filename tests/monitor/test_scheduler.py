@@ -207,15 +207,17 @@ def test_reconfigure_applies_from_the_next_batch_within_the_buffer(harness) -> N
 # Artifact maps for windows in trouble
 # ---------------------------------------------------------------------------------------------
 def test_windows_in_trouble_get_a_map_at_most_once_per_interval_per_stream(harness) -> None:
-    from monitor.localise import TROUBLE_BELOW, Localiser
+    from monitor.localise import Localiser
 
     localiser = Localiser.load(interval_s=3600.0)
+    for name in ("a", "b", "c"):
+        localiser.watch(name, 0.6)
     h = harness(max_batch=8, max_wait_s=0.2, streams={"a": 8, "b": 8}, localiser=localiser)
     h.scheduler.start()
     h.push("a", 3)
     h.push("b", 1)
     scores = h.recorder.wait_for(4)
-    assert all(s.aqs < TROUBLE_BELOW for s in scores), [s.aqs for s in scores]  # noise frames: in trouble
+    assert all(s.aqs < 0.6 for s in scores), [s.aqs for s in scores]  # noise frames: in trouble
     by_stream = {name: [s for s in scores if s.stream == name] for name in ("a", "b")}
     assert [s.artifact_map is not None for s in sorted(by_stream["a"], key=lambda s: s.seq)] == [True, False, False]
     assert by_stream["b"][0].artifact_map is not None
@@ -231,13 +233,18 @@ def test_no_localiser_no_maps(harness) -> None:
     assert all(s.artifact_map is None for s in h.recorder.wait_for(2))
 
 
-def test_windows_in_good_shape_get_no_map() -> None:
-    from monitor.localise import TROUBLE_BELOW, Localiser
+def test_only_windows_below_their_streams_warning_threshold_get_a_map() -> None:
+    from monitor.localise import Localiser
 
     clock = [0.0]
     localiser = Localiser(engine=None, interval_s=2.0, clock=lambda: clock[0])
-    assert not localiser.wanted("a", TROUBLE_BELOW)
-    assert localiser.wanted("a", TROUBLE_BELOW - 0.01)
+    localiser.watch("a", 0.6)
+    localiser.watch("b", 0.5)
+    assert not localiser.wanted("a", 0.6) and localiser.wanted("a", 0.59)
+    assert not localiser.wanted("b", 0.55) and localiser.wanted("b", 0.49)
+    assert not localiser.wanted("unwatched", 0.0)
+    localiser.forget("a")
+    assert not localiser.wanted("a", 0.1)
 
 
 def test_the_interval_is_per_stream_and_a_failing_map_loses_no_score() -> None:
@@ -249,6 +256,8 @@ def test_the_interval_is_per_stream_and_a_failing_map_loses_no_score() -> None:
 
     clock = [0.0]
     localiser = Localiser(engine=Broken(), interval_s=2.0, clock=lambda: clock[0])
+    localiser.watch("a", 0.6)
+    localiser.watch("b", 0.6)
     window = np.zeros((WINDOW_FRAMES, 3, 224, 224), np.uint8)
     assert localiser.locate("a", window) is None and localiser.maps == 0
     assert not localiser.wanted("a", 0.1) and localiser.wanted("b", 0.1)
