@@ -44,6 +44,7 @@ from pydantic import Field, field_validator
 
 from monitor.redact import redact_text, redact_url
 from monitor.strict import Strict
+from monitor.worker import Worker
 
 if TYPE_CHECKING:
     import m3u8
@@ -378,10 +379,11 @@ class PlaylistTracker:
         return min(MAX_POLL_S, max(MIN_POLL_S, half))
 
 
-class PlaylistWatcher:
+class PlaylistWatcher(Worker):
     """One HLS stream's playlist poller: a daemon thread, ``start()``, ``stop()``."""
 
     def __init__(self, config: "StreamConfig", handle: "StreamMetrics") -> None:
+        super().__init__(f"playlist-{config.name}")
         self.config = config
         self.name = config.name
         self.handle = handle
@@ -389,18 +391,6 @@ class PlaylistWatcher:
         self.media_url: str | None = None  # the media playlist (after following a master playlist)
         self.failing = False
         self.stale = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"playlist-{self.name}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -488,11 +478,12 @@ class PlaylistHealth:
 # ------------------------------------------------------------------------------------------------
 # Ladders
 # ------------------------------------------------------------------------------------------------
-class LadderWatcher:
+class LadderWatcher(Worker):
     """One ladder's master playlist poller: keeps its selected variants; ``on_change()`` when they change."""
 
     def __init__(self, config: "StreamConfig", metrics: "Metrics", on_change: Callable[[], None],
                  seed: list[Variant] | None = None) -> None:
+        super().__init__(f"ladder-{config.name}")
         self.config = config
         self.name = config.name
         self.metrics = metrics
@@ -501,20 +492,8 @@ class LadderWatcher:
         self._notes: list[str] = []
         self.failing = False
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"ladder-{self.name}", daemon=True)
         metrics.hls_ladder_variants.labels(self.name).set(len(self.variants))
         metrics.hls_master_fetch_errors.labels(self.name)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def configs(self) -> list["StreamConfig"]:
         with self._lock:

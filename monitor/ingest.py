@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
@@ -40,6 +39,7 @@ from monitor.audio import AudioInfo, AudioMeter, AudioReading
 from monitor.config import Source, StreamConfig
 from monitor.metrics import StreamMetrics
 from monitor.redact import redact_text
+from monitor.worker import Worker
 from monitor.windows import WindowRing
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def backoff_delay(failures: int, minimum: float, maximum: float, rng: random.Ran
     return base * (1.0 + (rng or random).uniform(0.0, 0.2))
 
 
-class StreamReader:
+class StreamReader(Worker):
     """The reader thread of one stream. ``start()``, then ``stop()`` + ``join(timeout)``.
 
     The thread is a daemon thread: a reader blocked inside FFmpeg (at most ``read_timeout_s``) never
@@ -148,6 +148,7 @@ class StreamReader:
         observers: Sequence[IngestObserver] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(f"reader-{config.name}")
         self.config = config
         self.name = config.name
         self.source = config.source
@@ -156,8 +157,6 @@ class StreamReader:
         self.observers = list(observers)
         self.clock = clock
         self.realtime = config.realtime if config.realtime is not None else not self.source.live
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"reader-{self.name}", daemon=True)
         self.up = False
         self.frames = 0
         self.last_frame_time: float | None = None
@@ -173,19 +172,6 @@ class StreamReader:
         self._audio_meter: AudioMeter | None = None  # kept across a looped file's restarts
 
     # lifecycle -----------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
-
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
