@@ -13,8 +13,8 @@ running configuration stays (``vqa_config_last_reload_successful`` 0). Otherwise
 start, removed ones stop and all their series disappear, changed ones (any option, including a
 changed ``defaults:``, ``checks:`` or ``quality:`` value that applies to them) restart with fresh
 signal checks and quality state and keep their series; a changed ``engine:`` section loads the new
-engine and swaps it in (the old one stays if the new one fails). A changed ``metrics.listen`` needs
-a restart (logged).
+engine and swaps it in (the old one stays if the new one fails). A changed ``metrics``, ``web`` or
+``snapshots`` section needs a restart (logged; the running values stay).
 
 HLS (:mod:`monitor.hls`): every HLS stream gets a playlist watcher (:class:`PlaylistHealth`, added and
 dropped with the stream). A ladder (``hls.variants`` other than ``auto``) runs as one stream per
@@ -67,6 +67,9 @@ from monitor.sharding import Shard, placement
 from monitor.windows import WindowRing
 
 log = logging.getLogger(__name__)
+
+# Sections a reload cannot apply (the listening socket, the page and the snapshot writer are made once).
+RESTART_ONLY_SECTIONS = ("metrics", "web", "snapshots")
 
 STOP_DEADLINE_S = 3.0  # joins share this budget; the contract is "stopped within 5 s of SIGTERM"
 TICK_S = 0.5
@@ -207,7 +210,9 @@ class Daemon:
 
     def _start_web(self, host: str) -> WebApp | None:
         """The status page and snapshots (monitor.web): fed by the readers, the checks and the quality state."""
-        self.board, self.snapshot_writer, app = build_web(self.config, self.base_dir, lambda: list(self.streams), host)
+        self.board, self.snapshot_writer, app = build_web(
+            self.config, self.base_dir, lambda: list(self.streams), host,
+            on_snapshot=lambda result: self.metrics.snapshots.labels(result=result).inc())
         if self.board is not None:
             self.frame_observers.append(self.board)
             self.quality.listeners.append(self.board.on_quality)
@@ -330,16 +335,18 @@ class Daemon:
             self.metrics.config_reloads.labels("failure").inc()
             return False
         old = self.config
-        if new.metrics != old.metrics:
-            log.warning("metrics.listen changed; restart the daemon to apply it",
-                        extra={"event": "reload_needs_restart", "listen": old.metrics.listen})
+        needs_restart = [section for section in RESTART_ONLY_SECTIONS if getattr(new, section) != getattr(old, section)]
+        if needs_restart:
+            log.warning(f"{', '.join(needs_restart)} changed; restart the daemon to apply it (the running values stay)",
+                        extra={"event": "reload_needs_restart", "sections": ",".join(needs_restart)})
+            new = new.model_copy(update={section: getattr(old, section) for section in needs_restart})
         engine_ok = new.engine == old.engine or self._reload_engine(new)
         if not engine_ok:  # keep describing the engine that runs, so the same file can be retried
             new = new.model_copy(update={"engine": old.engine})
         with self._lock:
             self.ladders.sync(self.owned_streams(new))
             added, removed, changed = self._apply_streams(self.wanted_streams(new))
-            self.config = new if new.metrics == old.metrics else new.model_copy(update={"metrics": old.metrics})
+            self.config = new
             self._publish_streams()
             self._publish_shard()
         if self.shard_of(new) != self.shard_of(old):

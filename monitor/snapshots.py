@@ -26,7 +26,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from pydantic import Field
@@ -169,12 +169,13 @@ class SnapshotJob:
 class SnapshotWriter:
     """Encodes and writes snapshots on its own thread; :meth:`submit` never blocks."""
 
-    def __init__(self, config: SnapshotsConfig, root: Path) -> None:
+    def __init__(self, config: SnapshotsConfig, root: Path, on_result: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.root = root
         self.dropped = 0
         self.written = 0
         self.failed = 0
+        self._on_result = on_result  # called with "written", "dropped" or "failed" (the daemon counts them)
         self.encode_seconds = 0.0  # total time spent scaling, drawing and encoding
         self._queue: queue.Queue[SnapshotJob | None] = queue.Queue(maxsize=config.queue_size)
         self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
@@ -196,7 +197,7 @@ class SnapshotWriter:
             self._queue.put_nowait(job)
             return True
         except queue.Full:
-            self.dropped += 1
+            self._count("dropped")
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
                 log.warning("snapshot queue full; picture dropped", extra={
                     "event": "snapshot_dropped", "stream": job.stream, "dropped_total": self.dropped})
@@ -214,6 +215,11 @@ class SnapshotWriter:
     def stream_dir(self, stream: str) -> Path:
         return self.root / stream_dirname(stream)
 
+    def _count(self, result: str) -> None:
+        setattr(self, result, getattr(self, result) + 1)
+        if self._on_result is not None:
+            self._on_result(result)
+
     def _run(self) -> None:
         while True:
             job = self._queue.get()
@@ -224,7 +230,7 @@ class SnapshotWriter:
                 if time.monotonic() - self._last_prune >= PRUNE_EVERY_S:
                     self.prune_all()
             except Exception as exc:  # noqa: BLE001 - a full disk or a bad frame must not end the thread
-                self.failed += 1
+                self._count("failed")
                 log.warning("snapshot failed", extra={"event": "snapshot_failed", "stream": job.stream if job else "-",
                                                       "error": f"{type(exc).__name__}: {exc}"})
             finally:
@@ -236,7 +242,7 @@ class SnapshotWriter:
             assert job.planes is not None
             directory.mkdir(parents=True, exist_ok=True)
             _write_atomic(directory / "live.jpg", self._encode(job.planes))
-            self.written += 1
+            self._count("written")
             return
         incidents = directory / "incidents"
         incidents.mkdir(parents=True, exist_ok=True)
@@ -249,7 +255,7 @@ class SnapshotWriter:
                 _write_atomic(incidents / f"{incident_id}.heat.jpg",
                               encode_jpeg(draw_heatmap(rgb, job.artifact_map), self.config.quality))
             self.encode_seconds += time.perf_counter() - started
-            self.written += 1
+            self._count("written")
         _write_atomic(incidents / f"{incident_id}.json", json.dumps(job.incident).encode())
         if job.kind == "incident" and job.incident.get("new"):
             self.prune(job.stream)

@@ -182,14 +182,16 @@ PAGE = """<!doctype html>
 """
 
 
-def build_web(config: Config, base_dir: Path | None, names: Callable[[], list[str]],
-              listen_host: str) -> tuple[StreamBoard | None, SnapshotWriter | None, WebApp | None]:
-    """The board, the snapshot writer (started) and the page for ``config``; each None when turned off."""
+def build_web(config: Config, base_dir: Path | None, names: Callable[[], list[str]], listen_host: str,
+              on_snapshot: Callable[[str], None] | None = None,
+              ) -> tuple[StreamBoard | None, SnapshotWriter | None, WebApp | None]:
+    """The board, the snapshot writer (started; ``on_snapshot`` is told each picture's result) and the page
+    for ``config``; each None when turned off."""
     writer = None
     if config.snapshots.enabled:
         root = snapshot_root(config.snapshots, base_dir)
         try:
-            writer = SnapshotWriter(config.snapshots, root)
+            writer = SnapshotWriter(config.snapshots, root, on_snapshot)
             writer.start()
         except OSError as exc:
             log.error("snapshot folder unusable; no snapshots", extra={

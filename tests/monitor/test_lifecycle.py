@@ -1,6 +1,7 @@
 """SIGHUP reload (add, remove, change, invalid) and SIGTERM timing."""
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,13 @@ def test_sighup_add_remove_change_and_invalid(daemon, test_clip: Path) -> None:
     wait_until(lambda: d.value("vqa_config_reloads_total", result="failure") == failures + 1, 20,
                what="the engine section retried")
     assert len([e for e in d.events() if e.get("event") == "engine_reload_failed"]) == 2
+
+    # a changed web section is not applied by a reload: logged, and the page goes on being served
+    d.reload(daemon_config([{"name": "a", "url": clip, "stride": 5}, {"name": "c", "url": clip},
+                            {"name": "e", "url": clip}], port, web={"enabled": False}))
+    wait_until(lambda: any(e.get("event") == "reload_needs_restart" and e.get("sections") == "web" for e in d.events()),
+               20, what="the web change reported as needing a restart")
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).status == 200
 
     # SIGTERM: gone within 5 s (the contract), cleanly
     elapsed = d.terminate()

@@ -84,6 +84,28 @@ def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
     assert results == [True, True, False, False, False] and writer.dropped == 3
 
 
+def test_results_reach_the_snapshots_counter(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from monitor.metrics import Metrics
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    writer = SnapshotWriter(SnapshotsConfig(queue_size=1), tmp_path,
+                            on_result=lambda result: metrics.snapshots.labels(result=result).inc())
+    planes = planes_from_rgb(np.zeros((240, 320, 3), dtype=np.uint8))
+    writer.submit(SnapshotJob("cam", "live", planes))
+    writer.submit(SnapshotJob("cam", "live", planes))  # the queue holds one: dropped
+    writer.start()
+    try:
+        assert writer.wait_idle(10)
+    finally:
+        writer.stop()
+    text = generate_latest(registry).decode()
+    assert 'vqa_snapshots_total{result="written"} 1.0' in text
+    assert 'vqa_snapshots_total{result="dropped"} 1.0' in text
+
+
 def test_a_failing_write_is_counted_and_the_worker_goes_on(tmp_path: Path) -> None:
     writer = SnapshotWriter(SnapshotsConfig(), tmp_path)
     writer.start()
