@@ -518,13 +518,13 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
 class Builder:
     def __init__(self, out: Path, data_root: Path, n_train: int, n_heldout: int, seed: int = SEED, raw_dir: Path | None = None,
                  p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE, split_seed: int = SEED,
-                 p_grade: float = P_GRADE, generators: str = "broad"):
+                 p_grade: float = P_GRADE, generators: str = "broad", artwork: bool = False):
         self.out = out
         self.seed = seed
         self.split_seed = split_seed
         self.p_clean, self.p_light_encode, self.p_grade = p_clean, p_light_encode, p_grade
         self.generators = generators
-        self.sources_list = R.discover_sources(raw_dir)
+        self.sources_list = R.discover_sources(raw_dir, artwork=artwork)
         self.sources = {s.name: s for s in self.sources_list}
         self.split = R.split_sources(self.sources_list, seed=split_seed)
         self.clips = plan(self.sources_list, self.split, n_train, n_heldout, seed, p_clean, p_light_encode, p_grade,
@@ -715,6 +715,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generators", choices=("broad", "classic", "heldout"), default="broad",
                     help="broad: several implementations per artifact family (GENERATORS); classic: the first "
                          "datasets' plan; heldout: only HELDOUT_GENERATORS, one per clip (a test set)")
+    ap.add_argument("--sources", choices=("photos", "artwork"), default="photos",
+                    help="photos: the photographs and videos of every earlier dataset; artwork: the other plasma "
+                         "wallpapers (rendered artwork, references.PLASMA_ARTWORK), a source set of their own")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new clips (0: all)")
     ap.add_argument("--summary", action="store_true", help="only rewrite the manifest and print the summary")
     args = ap.parse_args(argv)
@@ -722,7 +725,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     data_root = Path(args.data_root) if args.data_root else out.parent
     b = Builder(out, data_root, args.train_clips, args.heldout_clips, args.seed, Path(args.raw) if args.raw else None,
-                args.p_clean, args.p_light_encode, args.split_seed, args.p_grade, args.generators)
+                args.p_clean, args.p_light_encode, args.split_seed, args.p_grade, args.generators,
+                artwork=args.sources == "artwork")
     log(f"sources: {len(b.sources_list)}; train {len(b.split['train'])}, heldout {len(b.split['heldout'])}: {b.split['heldout']}")
     if args.summary:
         print_summary(b.write_manifest())

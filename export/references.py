@@ -51,6 +51,13 @@ MATE_PHOTOS = (
     "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
     "TwoWings", "Wood", "YellowFlower",
 )
+# The other Debian plasma wallpapers: rendered artwork (gradients, flat shapes, low-poly scenes). A source set
+# of their own (``discover_sources(artwork=True)``, ``build_dataset --sources artwork``), so the photo datasets'
+# plans and source splits stay as they are; no shipped model was trained on them before they were added.
+PLASMA_ARTWORK = (
+    "Altai", "Autumn", "Canopee", "Cascade", "Cluster", "Elarun", "Flow", "FlyingKonqui", "Honeywave", "IceCold",
+    "Kay", "Kokkini", "MilkyWay", "Opal", "PastelHills", "Patak", "SafeLanding", "Shell",
+)
 # PNG photographs shipped with scikit-image (already lossless; still reduced by MIN_DOWNSCALE only if big).
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "motorcycle_left")
 # scikit-learn's china.jpg / flower.jpg are 640x427 JPEGs: a >= 2x reduction leaves 320x213, smaller than
@@ -85,11 +92,17 @@ def _largest_image(folder: Path) -> Path | None:
     return max(files, key=area)
 
 
-def discover_sources(raw_dir: str | Path | None = None) -> list[Source]:
-    """All usable sources present on disk, in a fixed order."""
+def discover_sources(raw_dir: str | Path | None = None, artwork: bool = False) -> list[Source]:
+    """All usable sources present on disk, in a fixed order; with ``artwork``, only :data:`PLASMA_ARTWORK`."""
     raw = Path(raw_dir) if raw_dir else default_raw_dir()
     out: list[Source] = []
     wall = raw / "ext" / "usr" / "share" / "wallpapers"
+    if artwork:
+        for name in PLASMA_ARTWORK:
+            img = _largest_image(wall / name / "contents" / "images")
+            if img is not None:
+                out.append(Source(f"plasma_art/{name}", str(img), "plasma-workspace-wallpapers (Debian)", "GPL-2+"))
+        return out
     for name in PLASMA_PHOTOS:
         img = _largest_image(wall / name / "contents" / "images")
         if img is not None:

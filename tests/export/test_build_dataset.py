@@ -89,3 +89,22 @@ def test_video_scenes_start_anywhere_in_their_own_length():
     starts = {B.scene_spec(source, variant, seed).start for variant in range(6) for seed in range(20)}
     assert frames > 100 and min(starts) >= 4 and max(starts) <= frames - B.CLIP_FRAMES - 6
     assert max(starts) > 132 - B.CLIP_FRAMES - 6  # not the first video's length
+
+
+def test_the_artwork_wallpapers_are_a_source_set_of_their_own(tmp_path):
+    """``--sources artwork`` finds only the rendered plasma wallpapers; the photo set (and so the split of
+    every earlier dataset) does not change when they are on disk."""
+    import numpy as np
+    from PIL import Image
+
+    from export.references import PLASMA_ARTWORK, PLASMA_PHOTOS, discover_sources, split_sources
+
+    for name in (*PLASMA_PHOTOS, *PLASMA_ARTWORK[:5]):
+        folder = tmp_path / "ext" / "usr" / "share" / "wallpapers" / name / "contents" / "images"
+        folder.mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "8x8.png")
+    photos = [s for s in discover_sources(tmp_path) if s.name.startswith("plasma")]
+    artwork = discover_sources(tmp_path, artwork=True)
+    assert [s.name for s in photos] == [f"plasma/{n}" for n in PLASMA_PHOTOS]
+    assert [s.name for s in artwork] == [f"plasma_art/{n}" for n in PLASMA_ARTWORK[:5]]
+    assert split_sources(artwork)["heldout"]  # it has a held-out split of its own
