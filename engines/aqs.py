@@ -1,16 +1,18 @@
 """AQS, the Aggregate Quality Score: one number per window in 0..1, and its quality bands.
 
-    AQS = quality * prod_k (1 - w_k * p_k * s_k)
+    AQS = min(quality, prod_k (1 - c_k * p_k * s_k))
 
 ``quality`` is the model's VMAF-like estimate (0..1), ``p_k`` the probability that artifact k is
-present, ``s_k`` its intensity (0..1) and ``w_k`` a per-artifact weight in 0..1 (how much a fully
-present, full-strength artifact takes away). Every factor is in [0, 1] and shrinks as p_k or s_k
-grow, so more artifact evidence never raises the score, and the whole range 0..1 is reachable
-(``quality`` spans it).
+present, ``s_k`` its intensity (0..1) and ``c_k`` the artifact's *cap* in 0..1: a fully present,
+full-strength artifact keeps the score at or below ``1 - c_k``. A cap only bites where the quality
+estimate is above it, so damage the quality output already saw is not counted twice (mild damage is
+not pushed further down), while heavy damage it underrates is still brought down. Every factor is in
+[0, 1] and shrinks as p_k or s_k grow, so more artifact evidence never raises the score; with no
+evidence AQS is the quality estimate, so the whole range 0..1 is reachable.
 
-The weights live in ``models/aqs.json``; ``export.fit_aqs`` fits them to VMAF on windows a model never
-trained on and writes them there with how they were fitted (``"fitted": null``: chosen by hand). The
-artifact a window is blamed for is the one with the most evidence ``p_k * s_k``, whatever its weight.
+The caps live in ``models/aqs.json``; ``export.fit_aqs`` fits them to VMAF on windows the default model
+never trained on and writes them there with how they were fitted. The artifact a window is
+blamed for is the one with the most evidence ``p_k * s_k``, whatever its cap.
 """
 from __future__ import annotations
 
@@ -22,20 +24,25 @@ import numpy as np
 from engines.contract import ARTIFACTS, ModelOutputs
 from engines.modelfiles import DEFAULT_MODEL_DIR
 
-WEIGHTS_FILE = DEFAULT_MODEL_DIR / "aqs.json"
+CAPS_FILE = DEFAULT_MODEL_DIR / "aqs.json"
 
 
-def load_weights(path: Path = WEIGHTS_FILE) -> dict[str, float]:
-    """Per-artifact weights from ``path``; ValueError naming the file if one is missing or not in 0..1."""
-    weights = json.loads(path.read_text())["weights"]
-    bad = [name for name in ARTIFACTS if not 0.0 <= float(weights.get(name, -1.0)) <= 1.0]
-    if bad or set(weights) != set(ARTIFACTS):
-        raise ValueError(f"{path}: weights must be one value in 0..1 for each of {', '.join(ARTIFACTS)} (bad: {bad})")
-    return {name: float(weights[name]) for name in ARTIFACTS}
+def load_caps(path: Path = CAPS_FILE) -> np.ndarray:
+    """Per-artifact caps [10] from ``path``; ValueError naming the file and the artifact if one is missing or not in 0..1."""
+    caps = json.loads(path.read_text()).get("caps")
+    if not isinstance(caps, dict):
+        raise ValueError(f"{path}: 'caps' must map each of {', '.join(ARTIFACTS)} to a value in 0..1")
+    bad = [name for name in ARTIFACTS if not _in_unit_range(caps.get(name))] + sorted(set(caps) - set(ARTIFACTS))
+    if bad:
+        raise ValueError(f"{path}: caps must be one value in 0..1 for each of {', '.join(ARTIFACTS)} (bad: {bad})")
+    return np.array([float(caps[name]) for name in ARTIFACTS], dtype=np.float32)
 
 
-ARTIFACT_WEIGHTS: dict[str, float] = load_weights()
-_WEIGHTS = np.array([ARTIFACT_WEIGHTS[name] for name in ARTIFACTS], dtype=np.float32)
+def _in_unit_range(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= float(value) <= 1.0
+
+
+SHIPPED_CAPS = load_caps()
 
 # (lower bound, name), best first; a score belongs to the first band whose bound it reaches.
 QUALITY_BANDS: tuple[tuple[float, str], ...] = (
@@ -47,12 +54,13 @@ QUALITY_BANDS: tuple[tuple[float, str], ...] = (
 )
 
 
-def aqs(quality: np.ndarray, probabilities: np.ndarray, intensities: np.ndarray) -> np.ndarray:
+def aqs(quality: np.ndarray, probabilities: np.ndarray, intensities: np.ndarray,
+        caps: np.ndarray = SHIPPED_CAPS) -> np.ndarray:
     """AQS for a batch: ``quality`` [N], ``probabilities`` and ``intensities`` [N, 10] -> [N]."""
     quality = np.clip(np.asarray(quality, dtype=np.float32), 0.0, 1.0)
     evidence = np.clip(probabilities, 0.0, 1.0) * np.clip(intensities, 0.0, 1.0)
-    penalty = np.prod(1.0 - _WEIGHTS * evidence, axis=-1)
-    return (quality * penalty).astype(np.float32)
+    ceiling = np.prod(1.0 - np.clip(caps, 0.0, 1.0) * evidence, axis=-1)
+    return np.minimum(quality, ceiling).astype(np.float32)
 
 
 def score_outputs(outputs: ModelOutputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

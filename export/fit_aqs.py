@@ -1,15 +1,17 @@
-"""Fit how a model's outputs combine into AQS (the per-artifact weights of :mod:`engines.aqs`).
+"""Fit how a model's outputs combine into AQS (the per-artifact caps of :mod:`engines.aqs`).
 
-    python -m export.fit_aqs --model engines/models/aqs_effnet_lite0.onnx \
-        --data data/dataset,data/v2/dataset --out engines/models/aqs.json
+    python -m export.fit_aqs --model engines/models/aqs_effnet_b0.int8.onnx --all-shards \
+        --data data/art/dataset,data/v2/dataset,data/v8/dataset --floor blocking=0.6,ringing=0.6
 
-AQS = quality x prod_k (1 - w_k p_k s_k). The weights are fitted against VMAF / 100 (by default to
-rank windows as VMAF does, maximising SROCC; or by least squares) on windows the model was never trained on (so its quality estimate is no better there than on new
-content): the calibration shards (``export.train.is_calibration_shard``, kept out of training by
-``--calibration``), or with ``--all-shards`` every training shard of datasets the model never saw, with
-each w_k bounded to 0..1: the score keeps its range and more artifact evidence never raises it.
-If the quality output already accounts for an artifact, its weight comes out near 0 rather than
-counting the damage twice.
+AQS = min(quality, prod_k (1 - c_k p_k s_k)). The caps are fitted against VMAF / 100 on windows the
+model never trained on: the calibration shards (``export.train.is_calibration_shard``, kept out of
+training by ``--calibration``), or with ``--all-shards`` every training shard of datasets the model
+never saw. Each dataset is a group, and the fit maximises the *smallest* gain in rank correlation
+(SROCC) over the quality output alone across the groups, so a cap that helps on one kind of content
+and hurts on another is not bought. ``--mse-weight`` adds the squared error (absolute levels);
+``--sparsity`` charges every unit of cap, so an artifact whose evidence does not clearly help gets
+none; ``--floor`` sets lowest caps for damage the fit data under-represents. Each cap stays in 0..1,
+so the score keeps its range and more artifact evidence never raises it.
 """
 from __future__ import annotations
 
@@ -21,44 +23,38 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from engines.aqs import WEIGHTS_FILE
+from engines.aqs import CAPS_FILE, aqs
 from engines.contract import ARTIFACTS
-from engines.contract import sigmoid as np_sigmoid
 from export.metrics import plcc, srocc
 
 
-def aqs_with(weights: np.ndarray, quality: np.ndarray, evidence: np.ndarray) -> np.ndarray:
-    return np.clip(quality, 0.0, 1.0) * np.prod(1.0 - weights * evidence, axis=1)
+def _aqs(caps: np.ndarray, data: dict[str, np.ndarray]) -> np.ndarray:
+    return aqs(data["quality"], data["evidence"], np.ones_like(data["evidence"]), np.clip(caps, 0.0, 1.0))
 
 
-def fit_rank_weights(quality: np.ndarray, evidence: np.ndarray, target: np.ndarray, start: np.ndarray,
-                     evaluations: int = 3000) -> np.ndarray:
-    """Weights in 0..1 maximising the rank correlation (SROCC) of AQS with ``target``, by Powell's
-    derivative-free search from ``start`` (SROCC is piecewise constant, so no gradient)."""
-    result = minimize(lambda w: -srocc(aqs_with(np.clip(w, 0.0, 1.0), quality, evidence), target),
-                      np.clip(start, 0.0, 1.0), method="Powell", bounds=[(0.0, 1.0)] * evidence.shape[1],
-                      options={"maxfev": evaluations, "xtol": 1e-3})
-    return np.clip(result.x, 0.0, 1.0)
+def objective(caps: np.ndarray, groups: list[dict[str, np.ndarray]], mse_weight: float, sparsity: float) -> float:
+    """What the fit minimises: minus the smallest gain in SROCC against VMAF / 100 over the quality output
+    alone, across ``groups`` (AQS must rank at least as well on every kind of content, not on average),
+    plus ``mse_weight`` x the mean squared error, plus ``sparsity`` x the sum of the caps."""
+    scores = [_aqs(caps, g) for g in groups]
+    gain = min(srocc(s, g["target"]) - srocc(g["quality"], g["target"]) for s, g in zip(scores, groups))
+    error = float(np.mean([((s - g["target"]) ** 2).mean() for s, g in zip(scores, groups)]))
+    return -gain + mse_weight * error + sparsity * float(np.clip(caps, 0.0, 1.0).sum())
 
 
-def fit_weights(quality: np.ndarray, evidence: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Weights in 0..1 minimising the squared error of AQS against ``target`` (VMAF / 100)."""
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        factors = 1.0 - w * evidence  # [N, K]
-        score = np.clip(quality, 0.0, 1.0) * np.prod(factors, axis=1)
-        err = score - target
-        # d score / d w_k = -score * e_k / (1 - w_k e_k)
-        grad = (2.0 * err[:, None] * -score[:, None] * evidence / np.maximum(factors, 1e-6)).mean(0)
-        return float((err ** 2).mean()), grad
-
-    start = np.full(evidence.shape[1], 0.3)
-    result = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * evidence.shape[1])
-    return np.clip(result.x, 0.0, 1.0)
+def fit(groups: list[dict[str, np.ndarray]], floor: np.ndarray | None = None, mse_weight: float = 0.0,
+        sparsity: float = 0.001, evaluations: int = 4000) -> np.ndarray:
+    """Caps in ``floor``..1 minimising :func:`objective`, by Powell's derivative-free search from the floor
+    (SROCC is piecewise constant, so there is no gradient)."""
+    low = np.zeros(len(ARTIFACTS)) if floor is None else np.clip(np.asarray(floor, dtype=np.float64), 0.0, 1.0)
+    result = minimize(objective, low.copy(), args=(groups, mse_weight, sparsity), method="Powell",
+                      bounds=list(zip(low, np.ones_like(low))), options={"maxfev": evaluations, "xtol": 1e-3})
+    return np.clip(result.x, low, 1.0).astype(np.float32)
 
 
 def calibration_outputs(model: Path, datasets: list[Path], threads: int,
                         exclude_generators: frozenset[str] = frozenset(), all_shards: bool = False) -> dict[str, np.ndarray]:
+    from engines.contract import sigmoid
     from export.quantize import run, session
     from export.train import ShardCache, is_calibration_shard
 
@@ -67,43 +63,59 @@ def calibration_outputs(model: Path, datasets: list[Path], threads: int,
     if split is None:
         raise SystemExit(f"no calibration shards under {', '.join(str(d / 'train') for d in datasets)}")
     quality, logits, intensity = run(session(model, threads), split.windows)
-    return {"quality": quality, "evidence": np_sigmoid(logits) * np.clip(intensity, 0.0, 1.0), "target": split.quality}
+    return {"quality": quality, "evidence": sigmoid(logits) * np.clip(intensity, 0.0, 1.0), "target": split.quality}
 
 
-def report(weights: np.ndarray, data: dict[str, np.ndarray]) -> dict:
-    score = aqs_with(weights, data["quality"], data["evidence"])
+def report(caps: np.ndarray, data: dict[str, np.ndarray]) -> dict:
+    score = _aqs(caps, data)
     return {"aqs_srocc": srocc(score, data["target"]), "aqs_plcc": plcc(score, data["target"]),
             "quality_srocc": srocc(data["quality"], data["target"]), "mse": float(((score - data["target"]) ** 2).mean())}
+
+
+def parse_floor(text: str) -> np.ndarray:
+    """``blocking=0.6,ringing=0.6`` -> lower bounds [10] (0 for the others); SystemExit naming a bad entry."""
+    floor = np.zeros(len(ARTIFACTS))
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        try:
+            floor[ARTIFACTS.index(name)] = float(value)
+        except ValueError:
+            raise SystemExit(f"--floor: {item!r} is not ARTIFACT=VALUE with an artifact of {', '.join(ARTIFACTS)}")
+        if not 0.0 <= float(value) <= 1.0:
+            raise SystemExit(f"--floor: {item!r}: the value must be in 0..1")
+    return floor
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="the ONNX file whose outputs AQS combines")
     parser.add_argument("--data", type=lambda s: [Path(p) for p in s.split(",") if p], required=True,
-                        help="datasets (comma-separated) whose calibration shards are fitted on")
+                        help="datasets (comma-separated), each a group AQS must not rank worse on than quality alone")
     parser.add_argument("--exclude-generators", type=lambda v: frozenset(g for g in v.split(",") if g), default=frozenset(),
                         help="leave out windows these generators made (those the model was trained without)")
     parser.add_argument("--all-shards", action="store_true",
                         help="fit on every training shard of --data: for a model that was never trained on those datasets")
-    parser.add_argument("--objective", choices=("srocc", "mse"), default="srocc",
-                        help="srocc: rank AQS as VMAF ranks (from the current weights); mse: least squares")
-    parser.add_argument("--out", type=Path, default=WEIGHTS_FILE)
+    parser.add_argument("--floor", type=parse_floor, default=np.zeros(len(ARTIFACTS)),
+                        help="lowest caps, e.g. blocking=0.6,ringing=0.6: for damage the quality output is known to "
+                             "underrate on content the fit data lacks")
+    parser.add_argument("--mse-weight", type=float, default=0.0,
+                        help="weight of the squared error against VMAF/100 beside the rank correlation (0: rank only)")
+    parser.add_argument("--sparsity", type=float, default=0.001, help="cost of each unit of cap (0: none)")
+    parser.add_argument("--out", type=Path, default=CAPS_FILE)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
-    data = calibration_outputs(args.model, args.data, args.threads, args.exclude_generators, args.all_shards)
-    previous = np.array([json.loads(args.out.read_text())["weights"][a] for a in ARTIFACTS]) if args.out.exists() else None
-    if args.objective == "srocc":
-        weights = fit_rank_weights(data["quality"], data["evidence"], data["target"],
-                                   previous if previous is not None else np.full(len(ARTIFACTS), 0.3))
-    else:
-        weights = fit_weights(data["quality"], data["evidence"], data["target"])
-    fitted = {"model": args.model.name, "objective": args.objective, "calibration_windows": int(len(data["target"])),
+    groups = [calibration_outputs(args.model, [d], args.threads, args.exclude_generators, args.all_shards) for d in args.data]
+    caps = fit(groups, args.floor, args.mse_weight, args.sparsity)
+    fitted = {"model": args.model.name,
+              "objective": (f"-(smallest SROCC gain over quality alone across the datasets) + {args.mse_weight:g} x MSE "
+                            f"+ {args.sparsity:g} x sum of caps"),
+              "floor": {a: float(f) for a, f in zip(ARTIFACTS, args.floor) if f > 0},
+              "windows": int(sum(len(g["target"]) for g in groups)),
               "shards": "every training shard" if args.all_shards else "calibration shards",
               "datasets": [str(d) for d in args.data], "excluded_generators": sorted(args.exclude_generators),
-              "after": report(weights, data),
-              "before": report(previous, data) if previous is not None else None}
-    args.out.write_text(json.dumps({"weights": {a: round(float(w), 4) for a, w in zip(ARTIFACTS, weights)},
+              "after": {str(d): report(caps, g) for d, g in zip(args.data, groups)}}
+    args.out.write_text(json.dumps({"caps": {a: round(float(c), 4) for a, c in zip(ARTIFACTS, caps)},
                                     "fitted": fitted}, indent=2) + "\n")
     print(json.dumps(fitted, indent=1))
     return 0

@@ -217,23 +217,28 @@ def backbone_comparison(runs: Path) -> list[str]:
 
 
 def aqs_fit_section(models_dir: Path) -> list[str]:
-    """The fitted AQS weights (``models/aqs.json``, written by ``export.fit_aqs``)."""
+    """The AQS caps (``models/aqs.json``, written by ``export.fit_aqs``) and how they were fitted."""
     path = models_dir / "aqs.json"
     if not path.exists():
         return []
     data = json.loads(path.read_text())
-    fitted = data.get("fitted")
+    caps = data["caps"]
     lines = ["## How the outputs combine into AQS", "",
-             "AQS = quality x prod_k (1 - w_k p_k s_k), weights in `aqs.json`:", "",
-             "| " + " | ".join(data["weights"]) + " |", "|" + "---|" * len(data["weights"]),
-             "| " + " | ".join(f"{w:.3f}" for w in data["weights"].values()) + " |", ""]
+             "AQS = min(quality, prod_k (1 - c_k p_k s_k)); caps c_k in `aqs.json`:", "",
+             "| " + " | ".join(caps) + " |", "|" + "---|" * len(caps),
+             "| " + " | ".join(f"{c:.3f}" for c in caps.values()) + " |", ""]
+    fitted = data.get("fitted")
     if fitted:
-        after, before = fitted["after"], fitted.get("before") or {}
-        lines += [f"Fitted by `python -m export.fit_aqs` (least squares against VMAF/100, each weight bounded to 0..1) on "
-                  f"{fitted['calibration_windows']} calibration windows of `{fitted['model']}`: every 10th training "
-                  "shard, kept out of its training (`export.train --calibration`). On those windows AQS SROCC "
-                  f"{_f(before.get('aqs_srocc'))} with the previous weights, {_f(after['aqs_srocc'])} fitted; the quality "
-                  f"output alone {_f(after['quality_srocc'])}.", ""]
+        floor = ", ".join(f"{a} {v:g}" for a, v in fitted.get("floor", {}).items())
+        lines += [f"Fitted by `python -m export.fit_aqs` (objective: {fitted['objective']}; each cap in 0..1"
+                  + (f", at least {floor}" if floor else "") + f") on {fitted['windows']} windows that "
+                  f"`{fitted['model']}` never trained on ({fitted['shards']}"
+                  + (f", without the held-out generators" if fitted.get("excluded_generators") else "") + "):", "",
+                  "| dataset | quality SROCC | AQS SROCC | AQS PLCC |", "|---|---|---|---|",
+                  *(f"| `{name}` | {_f(after['quality_srocc'])} | {_f(after['aqs_srocc'])} | {_f(after['aqs_plcc'])} |"
+                    for name, after in fitted["after"].items()), ""]
+    else:
+        lines += ["Chosen by hand (`\"fitted\": null`).", ""]
     return lines
 
 
@@ -449,7 +454,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
             label = f"`{model}` stage {number}" if len(stages) > 1 else f"`{model}`"
             w(f"- {label} ({start}): {last['epoch']} epochs, {last['train_windows']} training windows, "
               f"{last['elapsed_s'] / 60:.1f} min wall clock on {last.get('device', 'cpu')} "
-              f"({report.get('machine', '2-core CPU, no GPU')}), seed 0; final held-out quality SROCC "
+              f"({report.get('training_machine', report.get('machine', '2-core CPU, no GPU'))}), seed 0; final held-out quality SROCC "
               f"{_f(last.get('heldout_srocc'))}, mean AUC {_f(last.get('heldout_mean_auc'))}"
               + (f", clean-window AQS {_f(last['heldout_clean_aqs'])}" if last.get("heldout_clean_aqs") is not None else "")
               + ".")

@@ -1,5 +1,8 @@
-"""AQS: range, monotonicity in artifact evidence, clean windows, reachable extremes, bands."""
+"""AQS: range, monotonicity in artifact evidence, clean windows, reachable extremes, bands; for the
+shipped caps and for any others (a fit may choose any values in 0..1)."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -7,57 +10,69 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from engines.aqs import ARTIFACT_WEIGHTS, QUALITY_BANDS, aqs, dominant_artifact, quality_level
+from engines.aqs import QUALITY_BANDS, SHIPPED_CAPS, aqs, dominant_artifact, load_caps, quality_level
 from engines.contract import ARTIFACTS, NUM_ARTIFACTS
 
 unit = st.floats(0.0, 1.0, allow_nan=False, width=32)
 loose = st.floats(-5.0, 5.0, allow_nan=False, width=32)  # out-of-range inputs are clipped
 vectors = arrays(np.float32, NUM_ARTIFACTS, elements=unit)
+cap_sets = st.one_of(st.just(SHIPPED_CAPS), vectors)
 
 
 @settings(max_examples=300, deadline=None)
-@given(q=loose, p=arrays(np.float32, NUM_ARTIFACTS, elements=loose), s=arrays(np.float32, NUM_ARTIFACTS, elements=loose))
-def test_output_is_in_unit_range(q, p, s):
-    value = aqs(np.array([q]), p[None], s[None])
+@given(q=loose, p=arrays(np.float32, NUM_ARTIFACTS, elements=loose), s=arrays(np.float32, NUM_ARTIFACTS, elements=loose),
+       c=cap_sets)
+def test_output_is_in_unit_range(q, p, s, c):
+    value = aqs(np.array([q]), p[None], s[None], c)
     assert value.shape == (1,) and value.dtype == np.float32
     assert 0.0 <= float(value[0]) <= 1.0
 
 
 @settings(max_examples=300, deadline=None)
-@given(q=unit, p=vectors, s=vectors, k=st.integers(0, NUM_ARTIFACTS - 1), dp=unit, ds=unit)
-def test_more_evidence_never_raises_the_score(q, p, s, k, dp, ds):
-    base = aqs(np.array([q]), p[None], s[None])[0]
+@given(q=unit, p=vectors, s=vectors, k=st.integers(0, NUM_ARTIFACTS - 1), dp=unit, ds=unit, c=cap_sets)
+def test_more_evidence_never_raises_the_score(q, p, s, k, dp, ds, c):
+    base = aqs(np.array([q]), p[None], s[None], c)[0]
     more_p, more_s = p.copy(), s.copy()
     more_p[k] = min(1.0, more_p[k] + dp)
     more_s[k] = min(1.0, more_s[k] + ds)
-    assert aqs(np.array([q]), more_p[None], s[None])[0] <= base + 1e-7
-    assert aqs(np.array([q]), p[None], more_s[None])[0] <= base + 1e-7
-    assert aqs(np.array([q]), more_p[None], more_s[None])[0] <= base + 1e-7
+    assert aqs(np.array([q]), more_p[None], s[None], c)[0] <= base + 1e-7
+    assert aqs(np.array([q]), p[None], more_s[None], c)[0] <= base + 1e-7
+    assert aqs(np.array([q]), more_p[None], more_s[None], c)[0] <= base + 1e-7
 
 
 @settings(max_examples=200, deadline=None)
-@given(q=unit, s=vectors, p=vectors)
-def test_clean_window_scores_its_quality(q, s, p):
-    assert aqs(np.array([q]), np.zeros((1, NUM_ARTIFACTS)), s[None])[0] == pytest.approx(q, abs=1e-6)
-    assert aqs(np.array([q]), p[None], np.zeros((1, NUM_ARTIFACTS)))[0] == pytest.approx(q, abs=1e-6)
+@given(q=unit, s=vectors, p=vectors, c=cap_sets)
+def test_clean_window_scores_its_quality(q, s, p, c):
+    assert aqs(np.array([q]), np.zeros((1, NUM_ARTIFACTS)), s[None], c)[0] == pytest.approx(q, abs=1e-6)
+    assert aqs(np.array([q]), p[None], np.zeros((1, NUM_ARTIFACTS)), c)[0] == pytest.approx(q, abs=1e-6)
 
 
 @settings(max_examples=200, deadline=None)
-@given(q1=unit, q2=unit, p=vectors, s=vectors)
-def test_monotone_in_quality(q1, q2, p, s):
+@given(q1=unit, q2=unit, p=vectors, s=vectors, c=cap_sets)
+def test_monotone_in_quality(q1, q2, p, s, c):
     lo, hi = sorted((q1, q2))
-    assert aqs(np.array([lo]), p[None], s[None])[0] <= aqs(np.array([hi]), p[None], s[None])[0] + 1e-7
+    assert aqs(np.array([lo]), p[None], s[None], c)[0] <= aqs(np.array([hi]), p[None], s[None], c)[0] + 1e-7
 
 
-def test_full_range_is_reachable():
+@pytest.mark.parametrize("caps", [SHIPPED_CAPS, np.linspace(0, 1, NUM_ARTIFACTS)])
+def test_full_range_is_reachable(caps):
     zeros, ones = np.zeros((1, NUM_ARTIFACTS)), np.ones((1, NUM_ARTIFACTS))
-    assert aqs(np.array([1.0]), zeros, zeros)[0] == pytest.approx(1.0)
-    assert aqs(np.array([0.0]), zeros, zeros)[0] == 0.0
-    assert aqs(np.array([1.0]), ones, ones)[0] == pytest.approx(np.prod([1.0 - w for w in ARTIFACT_WEIGHTS.values()]))
-    for k, name in enumerate(ARTIFACTS):  # each artifact alone, fully present, costs its weight
+    assert aqs(np.array([1.0]), zeros, zeros, caps)[0] == pytest.approx(1.0)
+    assert aqs(np.array([0.0]), zeros, zeros, caps)[0] == 0.0
+    assert aqs(np.array([1.0]), ones, ones, caps)[0] == pytest.approx(np.prod(1.0 - caps), abs=1e-6)
+    for k in range(NUM_ARTIFACTS):  # each artifact alone, fully present, on a perfect picture: 1 - its cap
         p = np.zeros((1, NUM_ARTIFACTS))
         p[0, k] = 1.0
-        assert aqs(np.array([1.0]), p, p)[0] == pytest.approx(1.0 - ARTIFACT_WEIGHTS[name], abs=1e-6)
+        assert aqs(np.array([1.0]), p, p, caps)[0] == pytest.approx(1.0 - caps[k], abs=1e-6)
+
+
+def test_a_cap_only_bites_above_it():
+    blocking = ARTIFACTS.index("blocking")
+    caps = np.eye(NUM_ARTIFACTS)[blocking] * 0.6
+    p = np.zeros((2, NUM_ARTIFACTS))
+    p[:, blocking] = 1.0
+    # full blocking caps the score at 0.4: a quality estimate of 0.9 comes down, one of 0.3 already saw it
+    np.testing.assert_allclose(aqs(np.array([0.9, 0.3]), p, p, caps), [0.4, 0.3], atol=1e-6)
 
 
 def test_batch_shape():
@@ -81,7 +96,7 @@ def test_bands_are_ordered(score):
     assert names.index(quality_level(score)) >= names.index(quality_level(min(1.0, score + 0.1)))
 
 
-def test_dominant_artifact_is_the_most_evident_whatever_its_weight():
+def test_dominant_artifact_is_the_most_evident_whatever_its_cap():
     p = np.zeros(NUM_ARTIFACTS)
     s = np.zeros(NUM_ARTIFACTS)
     p[ARTIFACTS.index("judder")] = s[ARTIFACTS.index("judder")] = 0.9
@@ -91,15 +106,16 @@ def test_dominant_artifact_is_the_most_evident_whatever_its_weight():
     assert dominant_artifact(p, s) == "blocking"
 
 
-def test_weights_file_is_validated(tmp_path):
-    import json
-
-    from engines.aqs import load_weights
-
+def test_caps_file_is_validated(tmp_path):
     path = tmp_path / "aqs.json"
-    path.write_text(json.dumps({"weights": {**ARTIFACT_WEIGHTS, "blocking": 1.5}}))
-    with pytest.raises(ValueError, match="aqs.json.*blocking"):
-        load_weights(path)
-    path.write_text(json.dumps({"weights": {k: v for k, v in ARTIFACT_WEIGHTS.items() if k != "judder"}}))
-    with pytest.raises(ValueError, match="judder"):
-        load_weights(path)
+    good = {name: float(c) for name, c in zip(ARTIFACTS, SHIPPED_CAPS)}
+    path.write_text(json.dumps({"caps": good}))
+    np.testing.assert_array_equal(load_caps(path), SHIPPED_CAPS)
+    for caps, named in (({**good, "blocking": 1.5}, "blocking"), ({**good, "ringing": "high"}, "ringing"),
+                        ({k: v for k, v in good.items() if k != "judder"}, "judder"), ({**good, "flicker": 0.1}, "flicker")):
+        path.write_text(json.dumps({"caps": caps}))
+        with pytest.raises(ValueError, match=f"aqs.json.*caps.*{named}"):
+            load_caps(path)
+    path.write_text(json.dumps({"weights": good}))
+    with pytest.raises(ValueError, match="aqs.json.*'caps'"):
+        load_caps(path)

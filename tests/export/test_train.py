@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from engines.architectures import build_model  # noqa: E402
 from engines.contract import NUM_ARTIFACTS  # noqa: E402
 from export.metrics import plcc, roc_auc, srocc  # noqa: E402
-from engines.aqs import aqs  # noqa: E402
+from engines.aqs import SHIPPED_CAPS, aqs  # noqa: E402
 from export.train import LABELS, aqs_torch, losses, lr_at, main  # noqa: E402
 
 
@@ -116,9 +116,10 @@ def test_crop_epochs_then_whole_mosaic(tmp_path, sampled_windows):
 
 def test_aqs_loss_uses_the_daemons_formula():
     rng = np.random.default_rng(3)
-    q, p, s = rng.random(16), rng.random((16, NUM_ARTIFACTS)), rng.random((16, NUM_ARTIFACTS))
-    got = aqs_torch(*(torch.from_numpy(a) for a in (q, p, s))).numpy()
-    np.testing.assert_allclose(got, aqs(q, p, s), rtol=1e-5, atol=1e-6)
+    q, p, s = rng.random(64), rng.random((64, NUM_ARTIFACTS)), rng.random((64, NUM_ARTIFACTS))
+    for caps in (SHIPPED_CAPS, rng.random(NUM_ARTIFACTS)):
+        got = aqs_torch(*(torch.from_numpy(a) for a in (q, p, s)), caps=caps).numpy()
+        np.testing.assert_allclose(got, aqs(q, p, s, caps), rtol=1e-5, atol=1e-6)
 
 
 def test_aqs_loss_penalises_false_alarms_on_clean_windows():
