@@ -53,7 +53,8 @@ def test_every_variant_scored_and_credentials_never_leak(hls_ladder, daemon, tes
         assert scrape.get("vqa_stream_up", stream=stream) == 1
     assert scrape.get("vqa_hls_ladder_variants", ladder="tv") == 2
     d.wait_value("vqa_hls_playlist_stale", lambda v: v == 0, timeout=10, stream="tv/640x360@880k")
-    assert ladder.counts.get("authorized", 0) > 10  # the credentials were used (by urllib and by FFmpeg)
+    # the credentials were used (by urllib and by FFmpeg); how many requests that takes depends on the machine's speed
+    wait_until(lambda: ladder.counts.get("authorized", 0) > 10, 20, what="more than 10 authorized requests")
 
     # everything gone (producer and files): the master, playlist and segment URLs all show up in errors
     ladder.kill_all(wipe=True)
