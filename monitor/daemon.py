@@ -37,6 +37,7 @@ without arguments, called on the main thread).
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -441,8 +442,10 @@ class Daemon:
             self._stop.wait(self.tick_s)
 
     def shutdown(self) -> float:
-        """Stop everything within :data:`STOP_DEADLINE_S`; returns the seconds it took."""
+        """Stop everything within :data:`STOP_DEADLINE_S`; returns the seconds it took. Should a stop hang
+        anyway, every thread's stack goes to stderr (the journal) after twice the deadline, to show where."""
         started = time.monotonic()
+        faulthandler.dump_traceback_later(2 * STOP_DEADLINE_S, exit=False)
         self._stop.set()
         _call_all(self.on_stopping)
         with self._lock:
@@ -468,6 +471,7 @@ class Daemon:
                 self.scheduler.engine.close()
             except Exception:  # noqa: BLE001
                 log.debug("engine close failed", exc_info=True)
+        faulthandler.cancel_dump_traceback_later()
         blocked = [r.name for r in readers if r.is_alive()]
         elapsed = time.monotonic() - started
         log.info("stopped", extra={"event": "stopped", "seconds": round(elapsed, 2),
