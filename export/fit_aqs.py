@@ -32,12 +32,14 @@ def _aqs(caps: np.ndarray, data: dict[str, np.ndarray]) -> np.ndarray:
     return aqs(data["quality"], data["evidence"], np.ones_like(data["evidence"]), np.clip(caps, 0.0, 1.0))
 
 
-def objective(caps: np.ndarray, groups: list[dict[str, np.ndarray]], mse_weight: float, sparsity: float) -> float:
+def objective(caps: np.ndarray, groups: list[dict[str, np.ndarray]], baselines: list[float], mse_weight: float,
+              sparsity: float) -> float:
     """What the fit minimises: minus the smallest gain in SROCC against VMAF / 100 over the quality output
-    alone, across ``groups`` (AQS must rank at least as well on every kind of content, not on average),
-    plus ``mse_weight`` x the mean squared error, plus ``sparsity`` x the sum of the caps."""
+    alone (``baselines``, one per group), across ``groups`` (AQS must rank at least as well on every kind
+    of content, not on average), plus ``mse_weight`` x the mean squared error, plus ``sparsity`` x the sum
+    of the caps."""
     scores = [_aqs(caps, g) for g in groups]
-    gain = min(srocc(s, g["target"]) - srocc(g["quality"], g["target"]) for s, g in zip(scores, groups))
+    gain = min(srocc(s, g["target"]) - base for s, g, base in zip(scores, groups, baselines))
     error = float(np.mean([((s - g["target"]) ** 2).mean() for s, g in zip(scores, groups)]))
     return -gain + mse_weight * error + sparsity * float(np.clip(caps, 0.0, 1.0).sum())
 
@@ -47,7 +49,8 @@ def fit(groups: list[dict[str, np.ndarray]], floor: np.ndarray | None = None, ms
     """Caps in ``floor``..1 minimising :func:`objective`, by Powell's derivative-free search from the floor
     (SROCC is piecewise constant, so there is no gradient)."""
     low = np.zeros(len(ARTIFACTS)) if floor is None else np.clip(np.asarray(floor, dtype=np.float64), 0.0, 1.0)
-    result = minimize(objective, low.copy(), args=(groups, mse_weight, sparsity), method="Powell",
+    baselines = [srocc(g["quality"], g["target"]) for g in groups]  # the same for every candidate
+    result = minimize(objective, low.copy(), args=(groups, baselines, mse_weight, sparsity), method="Powell",
                       bounds=list(zip(low, np.ones_like(low))), options={"maxfev": evaluations, "xtol": 1e-3})
     return np.clip(result.x, low, 1.0).astype(np.float32)
 
