@@ -18,7 +18,6 @@ import numpy as np
 
 from engines.contract import FRAGMENT_GRID, FRAGMENT_SIZE, INPUT_SIZE
 
-_RANGE = np.arange(FRAGMENT_SIZE)
 _CHROMA_RANGE = np.arange(FRAGMENT_SIZE // 2)
 _YUV_FORMATS = {"yuv420p": False, "yuvj420p": True}  # name -> full range
 
@@ -108,14 +107,25 @@ def sample_frame(planes: Planes, offsets: Offsets, out: np.ndarray | None = None
 
     ``out`` (for example a slot in a preallocated ring buffer) is filled in place when given.
     """
-    rows = (offsets.ys[:, None] + _RANGE).reshape(-1)  # [224]
-    cols = (offsets.xs[:, None] + _RANGE).reshape(-1)
-    luma = planes.y[rows[:, None], cols[None, :]].astype(np.float32)
+    luma = _tile(planes.y, offsets).astype(np.float32)
     crows = (offsets.ys[:, None] // 2 + _CHROMA_RANGE).reshape(-1)
     ccols = (offsets.xs[:, None] // 2 + _CHROMA_RANGE).reshape(-1)
     u = _upsample2(planes.u[crows[:, None], ccols[None, :]]).astype(np.float32) - 128.0
     v = _upsample2(planes.v[crows[:, None], ccols[None, :]]).astype(np.float32) - 128.0
     return _yuv_to_rgb(luma, u, v, planes.full_range, out)
+
+
+def _tile(plane: np.ndarray, offsets: Offsets) -> np.ndarray:
+    """The 49 full-size fragments of ``plane`` tiled into ``[224, 224]``, block by block (half the
+    time of one fancy-indexed gather on a 720p plane)."""
+    s = FRAGMENT_SIZE
+    out = np.empty((INPUT_SIZE, INPUT_SIZE), dtype=plane.dtype)
+    xs = offsets.xs.tolist()
+    for i, y0 in enumerate(offsets.ys.tolist()):
+        band, row = plane[y0 : y0 + s], out[i * s : (i + 1) * s]
+        for j, x0 in enumerate(xs):
+            row[:, j * s : (j + 1) * s] = band[:, x0 : x0 + s]
+    return out
 
 
 def _upsample2(plane: np.ndarray) -> np.ndarray:

@@ -63,6 +63,19 @@ def _file_table(manifest: dict, models_dir: Path) -> list[str]:
     return lines
 
 
+def refresh_file_table(models_dir: Path = MODELS_DIR) -> Path:
+    """Rewrite ``manifest.json`` and the card's file table (sizes, checksums) after shipped files
+    changed, leaving the rest of the card as it is."""
+    manifest = write_manifest(models_dir)
+    card = models_dir / CARD
+    lines = card.read_text().split("\n")
+    start = lines.index(_file_table(manifest, models_dir)[0])
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    lines[start:end] = _file_table(manifest, models_dir)
+    card.write_text("\n".join(lines))
+    return card
+
+
 def placeholder_card(manifest: dict, models_dir: Path) -> str:
     lines = [
         "**UNTRAINED PLACEHOLDERS: these ONNX files hold seeded random weights, to be replaced by the trained models.**",

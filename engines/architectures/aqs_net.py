@@ -68,7 +68,18 @@ class TemporalBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: float ``[N, 7, 3, H, W]`` in 0..255 -> ``[N, out_features]``."""
-        mixed = F.conv2d(x.flatten(1, 2), self.mix_weight, self.mix_bias)  # [N, 13, H, W]
+        return self.from_mixed(self.mix(x))
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: float ``[N, 7, 3, H, W]`` in 0..255 -> luma and differences ``[N, 13, H, W]``."""
+        return F.conv2d(x.flatten(1, 2), self.mix_weight, self.mix_bias)
+
+    @staticmethod
+    def frame_steps(mixed: torch.Tensor) -> torch.Tensor:
+        """:meth:`mix`'s differences back on the 0..255 scale, ``Y[t+1] - Y[t]`` ``[N, 6, H, W]``."""
+        return mixed[:, WINDOW_FRAMES:] * (255.0 / DIFF_GAIN)
+
+    def from_mixed(self, mixed: torch.Tensor) -> torch.Tensor:
         absdiff = mixed[:, WINDOW_FRAMES:].abs()
         pooled = self.convs(torch.cat([mixed, absdiff], 1)).mean((2, 3))
         return torch.cat([pooled, motion_energy(absdiff * (1.0 / DIFF_GAIN))], 1)
@@ -131,7 +142,9 @@ class AQSNet(nn.Module):
         """The trunk's input: backbone features of the key frames, the temporal branch's and, when
         the model has them, the standardised classical statistics."""
         x = windows.float()  # [N, 7, 3, H, W], 0..255
-        return self.trunk_input(self.learned_features(x), self.statistics(x) if self.statistics is not None else None)
+        mixed = self.temporal.mix(x)  # computed once: the statistics reuse its frame differences
+        statistics = None if self.statistics is None else self.statistics(x, self.temporal.frame_steps(mixed))
+        return self.trunk_input(self.learned_features(x, mixed), statistics)
 
     def trunk_input(self, learned: torch.Tensor, statistics: torch.Tensor | None) -> torch.Tensor:
         """Learned features, and the raw classical statistics standardised when the model reads them."""
@@ -144,8 +157,9 @@ class AQSNet(nn.Module):
         z = (statistics - self.statistics_mean) / self.statistics_scale
         return torch.where(torch.isnan(z), torch.zeros_like(z), z).clamp(-STATISTICS_CLIP, STATISTICS_CLIP)
 
-    def learned_features(self, windows: torch.Tensor) -> torch.Tensor:
-        """Backbone features of the key frames and the temporal branch's (float windows, 0..255)."""
+    def learned_features(self, windows: torch.Tensor, mixed: torch.Tensor | None = None) -> torch.Tensor:
+        """Backbone features of the key frames and the temporal branch's (float windows, 0..255;
+        ``mixed``: the temporal branch's :meth:`TemporalBranch.mix` of them, when already computed)."""
         x = windows.float()
         n = x.shape[0]
         if len(self.key_frames) == 1:
@@ -155,7 +169,8 @@ class AQSNet(nn.Module):
         spatial = self.backbone(keys * self.scale + self.shift)
         if len(self.key_frames) > 1:
             spatial = spatial.reshape(n, len(self.key_frames), -1).mean(1)
-        return torch.cat([spatial, self.temporal(x)], 1)
+        temporal = self.temporal(x) if mixed is None else self.temporal.from_mixed(mixed)
+        return torch.cat([spatial, temporal], 1)
 
     def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Trunk and heads on :meth:`features`: quality, artifact logits, intensities."""

@@ -51,12 +51,20 @@ def fragments(planes: torch.Tensor) -> torch.Tensor:
     return split.permute(*order).reshape(*lead, rows * cols, s, s)
 
 
-def laplacian(f: torch.Tensor) -> torch.Tensor:
-    k = LAPLACIAN_KERNEL
+def neighbours(f: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The valid interior of ``[..., H, W]`` patches and its four neighbours: centre, up, down, left, right."""
     h, w = f.shape[-2], f.shape[-1]
-    out = float(k[1, 1]) * f[..., 1:-1, 1:-1]
-    for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-        out = out + float(k[dy, dx]) * f[..., dy : h - 2 + dy, dx : w - 2 + dx]
+    return tuple(f[..., dy : h - 2 + dy, dx : w - 2 + dx] for dy, dx in ((1, 1), (0, 1), (2, 1), (1, 0), (1, 2)))
+
+
+def laplacian(f: torch.Tensor, near: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+    """:data:`LAPLACIAN_KERNEL` in valid mode, summed in numpy's order (so the two agree to the bit);
+    ``near``: :func:`neighbours` of ``f`` when the caller already has them."""
+    centre, up, down, left, right = near if near is not None else neighbours(f)
+    k = LAPLACIAN_KERNEL
+    out = float(k[1, 1]) * centre
+    for weight, side in ((k[0, 1], up), (k[2, 1], down), (k[1, 0], left), (k[1, 2], right)):
+        out = out + (side if weight == 1.0 else float(weight) * side)
     return out
 
 
@@ -124,18 +132,24 @@ class ClassicalStatistics(nn.Module):
         super().__init__()
         self.spatial_frames = tuple(spatial_frames)
 
-    def forward(self, win: torch.Tensor) -> torch.Tensor:
-        feats = self._features(win)
+    def forward(self, win: torch.Tensor, frame_steps: torch.Tensor | None = None) -> torch.Tensor:
+        """``frame_steps``: the luma differences ``Y[t+1] - Y[t]`` ``[N, 6, H, W]`` (0..255 scale) when
+        the caller already has them (the AQS network's temporal branch does); else computed here."""
+        feats = self._features(win, self.frame_steps(win) if frame_steps is None else frame_steps)
         return torch.stack([feats[name] for name in STATISTICS_NAMES], 1)
 
-    def _features(self, win: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: PLR0915 - one pass, in order
+    @staticmethod
+    def frame_steps(win: torch.Tensor) -> torch.Tensor:
+        luma = _LUMA[0] * win[:, :, 0] + _LUMA[1] * win[:, :, 1] + _LUMA[2] * win[:, :, 2]
+        return luma[:, 1:] - luma[:, :-1]
+
+    def _features(self, win: torch.Tensor, frame_steps: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: PLR0915 - one pass, in order
         n = win.shape[0]
-        luma_all = _LUMA[0] * win[:, :, 0] + _LUMA[1] * win[:, :, 1] + _LUMA[2] * win[:, :, 2]
-        f_all = fragments(luma_all)  # [n, 7, G, 32, 32]
-        sel = list(self.spatial_frames)
-        luma = luma_all[:, sel]
-        f = f_all[:, sel]  # [n, S, G, 32, 32]
-        rgb = win[:, sel, :, ::2, ::2]
+        # each key frame by a plain slice: indexing with a list made ONNX Runtime transpose the whole window
+        keys = torch.cat([win[:, k : k + 1] for k in self.spatial_frames], 1)
+        luma = _LUMA[0] * keys[:, :, 0] + _LUMA[1] * keys[:, :, 1] + _LUMA[2] * keys[:, :, 2]
+        f = fragments(luma)  # [n, S, G, 32, 32]
+        rgb = keys[..., ::2, ::2]
         r, g, b = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
         feats: dict[str, torch.Tensor] = {}
 
@@ -143,12 +157,13 @@ class ClassicalStatistics(nn.Module):
         feats["luma_std"] = f.std((-1, -2), unbiased=False).mean((1, 2)) / 255.0
         feats["dark_or_bright_frac"] = ((luma < 16) | (luma > 240)).float().mean((1, 2, 3))
 
-        lap = laplacian(f)
+        near = neighbours(f)
+        lap = laplacian(f, near)
         lapvar = lap.var((-1, -2), unbiased=False)
         feats["sharp_lapvar_log"] = _log(lapvar).mean((1, 2))
         feats["sharp_lapvar_p90_log"] = _log(percentile(lapvar, 90, 2)).mean(1)
-        gx = f[..., 1:-1, 2:] - f[..., 1:-1, :-2]
-        gy = f[..., 2:, 1:-1] - f[..., :-2, 1:-1]
+        _, up, down, left, right = near
+        gx, gy = right - left, down - up
         ex = (gx * gx).mean((1, 2, 3, 4))
         ey = (gy * gy).mean((1, 2, 3, 4))
         feats["sharp_hf_ratio_log"] = _log((lap * lap).mean((1, 2, 3, 4)) / (ex + ey + 1.0))
@@ -182,7 +197,7 @@ class ClassicalStatistics(nn.Module):
         feats["ringing_ratio_log"] = _log((near_e + 1.0) / (far_e + 1.0))
         feats["edge_frac"] = edges.mean((1, 2, 3, 4))
 
-        feats.update(self._banding(win[:, 3]))
+        feats.update(self._banding(win[:, WINDOW_FRAMES // 2]))
 
         rg = r - g
         yb = 0.5 * (r + g) - b
@@ -193,14 +208,14 @@ class ClassicalStatistics(nn.Module):
         mn = torch.minimum(torch.minimum(r, g), b)
         sat = (mx - mn) / (mx + 1.0)
         feats["saturation_mean"] = sat.mean((1, 2, 3))
-        feats["saturation_p95"] = _upper_percentile(sat[:, len(sel) // 2].reshape(n, -1), 95)
+        feats["saturation_p95"] = _upper_percentile(sat[:, len(self.spatial_frames) // 2].reshape(n, -1), 95)
         clipped = ((rgb == 0.0) | (rgb == 255.0)).float().amax(2)
         feats["clipped_frac"] = clipped.mean((1, 2, 3))
 
         isolated = ((alap > _IMPULSE) & (grad < 0.5 * alap)).float()
         feats["impulse_frac_log"] = torch.log(isolated.mean((1, 2, 3, 4)) + 1e-5)
 
-        feats.update(self._temporal(f_all, feats["sharp_lapvar_log"]))
+        feats.update(self._temporal(frame_steps, feats["sharp_lapvar_log"]))
         return feats
 
     @staticmethod
@@ -224,27 +239,33 @@ class ClassicalStatistics(nn.Module):
         }
 
     @staticmethod
-    def _temporal(f_all: torch.Tensor, sharp_lapvar_log: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _temporal(diff: torch.Tensor, sharp_lapvar_log: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per fragment, the six differences' Gram matrix (one batched matrix product) gives every
+        energy and lagged cross product the ghosting measures need."""
         feats: dict[str, torch.Tensor] = {}
-        diff = f_all[:, 1:] - f_all[:, :-1]  # [n, 6, G, 32, 32]
-        step = diff.abs().mean((-1, -2))  # [n, 6, G]
+        n, steps, h, w = diff.shape
+        s = FRAGMENT_SIZE
+        rows, cols = h // s, w // s
+        per_fragment = diff.reshape(n, steps, rows, s, cols, s).permute(0, 2, 4, 1, 3, 5)
+        d = per_fragment.reshape(n, rows * cols, steps, s * s)  # [n, G, 6, 1024]
+        step = d.abs().mean(-1).transpose(1, 2)  # [n, 6, G]
         motion = step.mean((1, 2))
         feats["motion_log"] = _log(motion)
         steps_w = step.mean(2)
         feats["judder_cv"] = steps_w.std(1, unbiased=False) / (steps_w.mean(1) + 0.5)
         feats["judder_minmax"] = (steps_w.amin(1) + 0.1) / (steps_w.amax(1) + 0.1)
         feats["judder_still_frac"] = (steps_w < 0.3 * steps_w.amax(1, keepdim=True)).float().mean(1)
-        m = (step.mean(1) > _MOVING).float()[:, None, :, None, None]
-        dm = diff * m
-        energy = (dm * dm).sum((2, 3, 4))
+        moving = (step.mean(1) > _MOVING).float()  # [n, G]
+        gram = (torch.matmul(d, d.transpose(-1, -2)) * moving[:, :, None, None]).sum(1)  # [n, 6, 6]
+        energy = torch.diagonal(gram, dim1=1, dim2=2)  # [n, 6]
         for lag in (1, 2, 3):
-            cross = (dm[:, lag:] * dm[:, :-lag]).sum((2, 3, 4)).sum(1)
+            cross = torch.diagonal(gram, offset=lag, dim1=1, dim2=2).sum(1)
             e_now, e_then = energy[:, lag:].sum(1), energy[:, :-lag].sum(1)
             if lag == 1:
                 feats["ghost_lag1_coef"] = cross / (e_then + 1.0)
             else:
                 feats[f"ghost_lag{lag}_corr"] = cross / (torch.sqrt(e_now * e_then) + 1.0)
-        dsub = diff[:, ::2]
+        dsub = d[:, :, ::2].reshape(n, rows * cols, -1, s, s)  # every second step is enough for this ratio
         dlap = laplacian(dsub)
         dg = dsub[..., 1:-1, 1:-1]
         feats["diff_hf_ratio_log"] = _log((dlap * dlap).mean((1, 2, 3, 4)) / ((dg * dg).mean((1, 2, 3, 4)) + 1.0))

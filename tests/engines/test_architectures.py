@@ -101,5 +101,8 @@ def test_classical_statistics_feed_the_effnet_trunk_and_accept_crops():
         full = model.features(x)
         crop = model(x[..., :160, :96])  # 5x3 fragments, as export.train --crop-fragments gives
     assert full.shape[1] == model.trunk[0].in_features
-    assert torch.equal(full[:, -NUM_STATISTICS:], model.standardise(model.statistics(x.float())))
+    steps = model.temporal.frame_steps(model.temporal.mix(x.float()))
+    assert torch.equal(full[:, -NUM_STATISTICS:], model.standardise(model.statistics(x.float(), steps)))
+    # the temporal branch's differences (one 1x1 convolution) against the luma's own, to rounding
+    torch.testing.assert_close(model.statistics(x.float(), steps), model.statistics(x.float()), rtol=1e-4, atol=1e-4)
     assert all(torch.isfinite(t).all() for t in crop)
