@@ -135,7 +135,8 @@ class ClassicalStatistics(nn.Module):
     def forward(self, win: torch.Tensor, frame_steps: torch.Tensor | None = None) -> torch.Tensor:
         """``frame_steps``: the luma differences ``Y[t+1] - Y[t]`` ``[N, 6, H, W]`` (0..255 scale) when
         the caller already has them (the AQS network's temporal branch does); else computed here."""
-        feats = self._features(win, self.frame_steps(win) if frame_steps is None else frame_steps)
+        # float32 whatever autocast made of the caller's differences (CUDA runs the network in fp16)
+        feats = self._features(win.float(), (self.frame_steps(win) if frame_steps is None else frame_steps).float())
         return torch.stack([feats[name] for name in STATISTICS_NAMES], 1)
 
     @staticmethod
@@ -256,7 +257,10 @@ class ClassicalStatistics(nn.Module):
         feats["judder_minmax"] = (steps_w.amin(1) + 0.1) / (steps_w.amax(1) + 0.1)
         feats["judder_still_frac"] = (steps_w < 0.3 * steps_w.amax(1, keepdim=True)).float().mean(1)
         moving = (step.mean(1) > _MOVING).float()  # [n, G]
-        gram = (torch.matmul(d, d.transpose(-1, -2)) * moving[:, :, None, None]).sum(1)  # [n, 6, 6]
+        # on the 0..1 scale a fragment's entries stay below 1,024: inside fp16, where CUDA autocast runs matmul
+        unit = d * (1.0 / 255.0)
+        gram = torch.matmul(unit, unit.transpose(-1, -2)).float() * (255.0 * 255.0)
+        gram = (gram * moving[:, :, None, None]).sum(1)  # [n, 6, 6]
         energy = torch.diagonal(gram, dim1=1, dim2=2)  # [n, 6]
         for lag in (1, 2, 3):
             cross = torch.diagonal(gram, offset=lag, dim1=1, dim2=2).sum(1)

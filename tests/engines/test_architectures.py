@@ -106,3 +106,20 @@ def test_classical_statistics_feed_the_effnet_trunk_and_accept_crops():
     # the temporal branch's differences (one 1x1 convolution) against the luma's own, to rounding
     torch.testing.assert_close(model.statistics(x.float(), steps), model.statistics(x.float()), rtol=1e-4, atol=1e-4)
     assert all(torch.isfinite(t).all() for t in crop)
+
+
+def test_classical_statistics_stay_finite_and_close_under_fp16_autocast():
+    """CUDA runs the network under fp16 autocast, so the temporal branch hands the statistics fp16
+    differences and matrix products run in fp16; a hard cut must not overflow them (CPU autocast
+    with float16 does the same casts)."""
+    from engines.architectures.statistics import ClassicalStatistics
+
+    x = torch.randint(0, 256, (2, 7, 3, 224, 224), generator=torch.Generator().manual_seed(0)).float()
+    x[:, 4:] = 255.0 - x[:, 4:]
+    module = ClassicalStatistics()
+    with torch.no_grad():
+        full = module(x)
+        with torch.autocast("cpu", dtype=torch.float16):
+            half = module(x, module.frame_steps(x).half())
+    assert torch.isfinite(half).all()
+    torch.testing.assert_close(half, full, rtol=1e-3, atol=1e-3)
