@@ -40,6 +40,11 @@ GRAPH_SPATIAL_FRAMES = (WINDOW_FRAMES // 2,)
 _LUMA = (0.299, 0.587, 0.114)
 
 
+def _luma(frames: torch.Tensor) -> torch.Tensor:
+    """``[n, T, 3, H, W]`` RGB -> ``[n, T, H, W]`` luma, in numpy's order of operations."""
+    return _LUMA[0] * frames[:, :, 0] + _LUMA[1] * frames[:, :, 1] + _LUMA[2] * frames[:, :, 2]
+
+
 def fragments(planes: torch.Tensor) -> torch.Tensor:
     """``[..., H, W]`` fragment-aligned mosaics -> ``[..., H/32 * W/32, 32, 32]`` (row-major grid order)."""
     lead = planes.shape[:-2]
@@ -135,20 +140,21 @@ class ClassicalStatistics(nn.Module):
     def forward(self, win: torch.Tensor, frame_steps: torch.Tensor | None = None) -> torch.Tensor:
         """``frame_steps``: the luma differences ``Y[t+1] - Y[t]`` ``[N, 6, H, W]`` (0..255 scale) when
         the caller already has them (the AQS network's temporal branch does); else computed here."""
+        win = win.float()
         # float32 whatever autocast made of the caller's differences (CUDA runs the network in fp16)
-        feats = self._features(win.float(), (self.frame_steps(win) if frame_steps is None else frame_steps).float())
+        feats = self._features(win, (self.frame_steps(win) if frame_steps is None else frame_steps).float())
         return torch.stack([feats[name] for name in STATISTICS_NAMES], 1)
 
     @staticmethod
     def frame_steps(win: torch.Tensor) -> torch.Tensor:
-        luma = _LUMA[0] * win[:, :, 0] + _LUMA[1] * win[:, :, 1] + _LUMA[2] * win[:, :, 2]
+        luma = _luma(win)
         return luma[:, 1:] - luma[:, :-1]
 
     def _features(self, win: torch.Tensor, frame_steps: torch.Tensor) -> dict[str, torch.Tensor]:  # noqa: PLR0915 - one pass, in order
         n = win.shape[0]
         # each key frame by a plain slice: indexing with a list made ONNX Runtime transpose the whole window
         keys = torch.cat([win[:, k : k + 1] for k in self.spatial_frames], 1)
-        luma = _LUMA[0] * keys[:, :, 0] + _LUMA[1] * keys[:, :, 1] + _LUMA[2] * keys[:, :, 2]
+        luma = _luma(keys)
         f = fragments(luma)  # [n, S, G, 32, 32]
         rgb = keys[..., ::2, ::2]
         r, g, b = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
