@@ -66,6 +66,14 @@ TINT_AMOUNT = (0.1, 0.45)
 # a reference, and monochrome content is clean.
 DESATURATION_FACTORS = (0.25, 0.65)
 OVERSATURATION_FACTORS = (1.4, 2.6)
+# Camera-delivered references (references.camera): clean content as a camera hands it over, so sensor
+# noise, lens softness, in-camera sharpening and the camera's own light compression read as clean.
+P_CAMERA = 0.0
+CAMERA_NOISE_GAIN = (0.005, 0.06)  # shot noise: sigma^2 grows by this per 8-bit luma level
+CAMERA_NOISE_FLOOR = (0.3, 2.0)  # read noise, 8-bit levels
+CAMERA_SOFT_SIGMA = (0.35, 0.9)
+CAMERA_SHARPEN = (0.2, 0.9)
+CAMERA_JPEG = (80, 96)  # quality; a quarter of the cameras write no JPEG
 
 
 def log(msg: str) -> None:
@@ -220,13 +228,26 @@ def _sample_grade(rng: np.random.Generator, p_grade: float) -> dict | None:
     return {"kind": "tint", "hue": int(rng.integers(0, 360)), "amount": round(float(rng.uniform(*TINT_AMOUNT)), 2)}
 
 
+def _sample_camera(rng: np.random.Generator, p_camera: float) -> dict | None:
+    if rng.random() >= p_camera:
+        return None
+    optics = str(rng.choice(["soft", "sharp", "none"]))
+    amount = {"soft": CAMERA_SOFT_SIGMA, "sharp": CAMERA_SHARPEN, "none": (0.0, 0.0)}[optics]
+    return {"seed": int(rng.integers(0, 2**31 - 1)), "optics": optics, "optics_amount": round(float(rng.uniform(*amount)), 3),
+            "noise_gain": round(float(rng.uniform(*CAMERA_NOISE_GAIN)), 4),
+            "noise_floor": round(float(rng.uniform(*CAMERA_NOISE_FLOOR)), 3),
+            "jpeg": int(rng.integers(*CAMERA_JPEG)) if rng.random() >= 0.25 else 0}
+
+
 def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_heldout: int, seed: int = SEED,
          p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE, p_grade: float = P_GRADE,
-         generators: str = "broad") -> list[dict]:
+         generators: str = "broad", p_camera: float = P_CAMERA) -> list[dict]:
     """Deterministic clip plan, interleaved across splits so both fill up together. A clip is clean
     with probability ``p_clean``, a light x264 encode (CRF 18-23) with ``p_light_encode``, and
     otherwise gets 1-3 degradations. Independently, its reference is graded (monochrome or tinted)
-    with probability ``p_grade``, drawn from a separate stream so the rest of the plan does not move.
+    with probability ``p_grade``, drawn from a separate stream so the rest of the plan does not move,
+    and a photograph's reference is delivered as a camera would (:func:`export.references.camera`) with
+    probability ``p_camera`` (a third stream; the key is absent from clips without one).
     ``generators``: "classic" (one implementation per family, the plan of the first datasets),
     "broad" (:data:`GENERATORS`) or "heldout" (only :data:`HELDOUT_GENERATORS`, one at a time: the
     held-out-generator test set)."""
@@ -237,6 +258,7 @@ def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_h
     for split_name, n in (("train", n_train), ("heldout", n_heldout)):
         rng = np.random.default_rng([seed, 1 if split_name == "train" else 2])
         grade_rng = np.random.default_rng([seed, 13, 1 if split_name == "train" else 2])
+        camera_rng = np.random.default_rng([seed, 17, 1 if split_name == "train" else 2])
         names = split[split_name]
         order = np.concatenate([rng.permutation(len(names)) for _ in range(n // max(1, len(names)) + 1)])[:n]
         out = []
@@ -259,6 +281,9 @@ def plan(sources: list[R.Source], split: dict[str, list[str]], n_train: int, n_h
             variant = int(rng.integers(VARIANTS - FAST_VARIANTS, VARIANTS)) if fast else int(rng.integers(0, VARIANTS - FAST_VARIANTS))
             out.append({"split": split_name, "source": src, "variant": variant, "ops": ops,
                         "window_seed": int(rng.integers(0, 2**31 - 1)), "grade": _sample_grade(grade_rng, p_grade)})
+            cam = _sample_camera(camera_rng, p_camera) if kinds[src] == "photo" else None
+            if cam is not None:
+                out[-1]["camera"] = cam
         specs[split_name] = out
     # interleave: heldout clips spread evenly through the train clips
     merged: list[dict] = []
@@ -414,11 +439,12 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
     else:
         base = 0
 
-    # reference (shared by every clip of this scene variant and grade)
-    grade = clip.get("grade")
-    ref_path = refs_dir / f"{slug(src.name)}_v{clip['variant']}{'_' + R.grade_tag(grade) if grade else ''}.mkv"
+    # reference (shared by every clip of this scene variant, grade and camera)
+    grade, cam = clip.get("grade"), clip.get("camera")
+    looks = "".join(f"_{tag}" for tag in (R.grade_tag(grade), R.camera_tag(cam)) if tag)
+    ref_path = refs_dir / f"{slug(src.name)}_v{clip['variant']}{looks}.mkv"
     if not ref_path.exists():
-        R.write_lossless(R.grade(scene.render([base + t for t in range(T)]), grade), ref_path)
+        R.write_lossless(R.camera(R.grade(scene.render([base + t for t in range(T)]), grade), cam, range(T)), ref_path)
 
     labels = D.Labels()
     times = np.arange(-pre, T, dtype=np.float64)
@@ -435,6 +461,7 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
     else:
         frames = scene.render(base + times)
     frames = R.grade(frames, grade)  # a per-pixel linear map: commutes with the motion-blur integration
+    frames = R.camera(frames, cam, times)  # the camera sees the blurred exposure
     speed = scene.motion_speed()
     for o in filtered:
         frames, lab = apply_temporal_filter(frames, o, speed, len(frames) - max(T, delay + T))
@@ -449,8 +476,7 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
     frames = frames[-T:]
 
     tag = degradation_tag(ops)
-    graded = f"{R.grade_tag(grade)}_" if grade else ""
-    name = f"{clip['clip_id']:05d}_{slug(src.name)}_{graded}{tag.replace('.', 'p')}"[:120]
+    name = f"{clip['clip_id']:05d}_{slug(src.name)}{looks}_{tag.replace('.', 'p')}"[:120]
     out_dir = keep_dir if keep_dir is not None else work_dir
     dist_path = out_dir / f"{name}.mkv"
     if "encode" in by and by["encode"].get("scale"):
@@ -518,17 +544,17 @@ def make_clip(clip: dict, sources: dict[str, R.Source], refs_dir: Path, work_dir
 class Builder:
     def __init__(self, out: Path, data_root: Path, n_train: int, n_heldout: int, seed: int = SEED, raw_dir: Path | None = None,
                  p_clean: float = P_CLEAN, p_light_encode: float = P_LIGHT_ENCODE, split_seed: int = SEED,
-                 p_grade: float = P_GRADE, generators: str = "broad", artwork: bool = False):
+                 p_grade: float = P_GRADE, generators: str = "broad", artwork: bool = False, p_camera: float = P_CAMERA):
         self.out = out
         self.seed = seed
         self.split_seed = split_seed
-        self.p_clean, self.p_light_encode, self.p_grade = p_clean, p_light_encode, p_grade
+        self.p_clean, self.p_light_encode, self.p_grade, self.p_camera = p_clean, p_light_encode, p_grade, p_camera
         self.generators = generators
         self.sources_list = R.discover_sources(raw_dir, artwork=artwork)
         self.sources = {s.name: s for s in self.sources_list}
         self.split = R.split_sources(self.sources_list, seed=split_seed)
         self.clips = plan(self.sources_list, self.split, n_train, n_heldout, seed, p_clean, p_light_encode, p_grade,
-                          generators)
+                          generators, p_camera)
         self.refs_dir = data_root / "refs"
         self.keep_dir = data_root / "heldout_clips"
         self.cache = out / "_clips"
@@ -630,6 +656,9 @@ class Builder:
                                       "light_encodes": LIGHT_ENCODES} if self.generators != "classic" else {}),
                                   "p_clean": self.p_clean, "p_light_encode": self.p_light_encode, "p_grade": self.p_grade,
                                   "tint_amount": TINT_AMOUNT, "desaturation_factors": DESATURATION_FACTORS,
+                                  **({"p_camera": self.p_camera, "camera_noise_gain": CAMERA_NOISE_GAIN,
+                                      "camera_noise_floor": CAMERA_NOISE_FLOOR, "camera_soft_sigma": CAMERA_SOFT_SIGMA,
+                                      "camera_sharpen": CAMERA_SHARPEN, "camera_jpeg": CAMERA_JPEG} if self.p_camera else {}),
                                   "oversaturation_factors": OVERSATURATION_FACTORS},
             "counts": counts,
             "build_seconds": elapsed,
@@ -712,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p-clean", type=float, default=P_CLEAN, help="share of clean clips")
     ap.add_argument("--p-light-encode", type=float, default=P_LIGHT_ENCODE, help="share of light x264 encodes")
     ap.add_argument("--p-grade", type=float, default=P_GRADE, help="share of clips with a monochrome or tinted reference")
+    ap.add_argument("--p-camera", type=float, default=P_CAMERA,
+                    help="share of photo clips whose reference comes as a camera delivers it (sensor noise, optics, light JPEG)")
     ap.add_argument("--generators", choices=("broad", "classic", "heldout"), default="broad",
                     help="broad: several implementations per artifact family (GENERATORS); classic: the first "
                          "datasets' plan; heldout: only HELDOUT_GENERATORS, one per clip (a test set)")
@@ -726,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
     data_root = Path(args.data_root) if args.data_root else out.parent
     b = Builder(out, data_root, args.train_clips, args.heldout_clips, args.seed, Path(args.raw) if args.raw else None,
                 args.p_clean, args.p_light_encode, args.split_seed, args.p_grade, args.generators,
-                artwork=args.sources == "artwork")
+                artwork=args.sources == "artwork", p_camera=args.p_camera)
     log(f"sources: {len(b.sources_list)}; train {len(b.split['train'])}, heldout {len(b.split['heldout'])}: {b.split['heldout']}")
     if args.summary:
         print_summary(b.write_manifest())

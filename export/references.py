@@ -417,6 +417,46 @@ def grade_tag(spec: dict | None) -> str:
     return f"tint{int(spec['hue']):03d}-{round(spec['amount'] * 100):02d}"
 
 
+def camera(frames: np.ndarray, spec: dict | None, times: Sequence[float]) -> np.ndarray:
+    """A reference as a camera delivers it: lens softness or in-camera sharpening, temporal sensor
+    noise whose spread grows with brightness (shot noise, ``sigma = sqrt(gain * Y + floor^2)`` in
+    8-bit levels, on luma: camera pipelines remove most chroma noise) and the light JPEG compression
+    of the camera's own encoder. ``spec``: ``{"seed", "optics": "soft"|"sharp"|"none", "optics_amount",
+    "noise_gain", "noise_floor", "jpeg"}`` (jpeg 0: none). ``None`` leaves the frames alone.
+
+    The noise of each frame is seeded by its frame time, so a degraded clip rendered at the same times
+    (pre-roll, repeated frames) carries exactly the reference's noise: it is part of the content, and
+    VMAF and the labels count only what is done to it afterwards.
+    """
+    if not spec:
+        return frames
+    import cv2
+
+    out = np.empty_like(frames)
+    for i, (frame, t) in enumerate(zip(frames, times)):
+        f = frame.astype(np.float32)
+        if spec["optics"] == "soft":
+            f = cv2.GaussianBlur(f, (0, 0), spec["optics_amount"])
+        elif spec["optics"] == "sharp":
+            f += spec["optics_amount"] * (f - cv2.GaussianBlur(f, (0, 0), 1.2))
+        luma = np.clip(f @ LUMA_WEIGHTS, 0.0, 255.0)
+        sigma = np.sqrt(spec["noise_gain"] * luma + spec["noise_floor"] ** 2)
+        rng = np.random.default_rng([spec["seed"], int(round(float(t) * 1000)) + 10**6])
+        f += (rng.standard_normal(luma.shape, dtype=np.float32) * sigma)[..., None]
+        rgb = np.clip(np.rint(f), 0, 255).astype(np.uint8)
+        if spec["jpeg"]:
+            ok, data = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(spec["jpeg"])])
+            rgb = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]
+        out[i] = rgb
+    return out
+
+
+def camera_tag(spec: dict | None) -> str:
+    if not spec:
+        return ""
+    return f"cam{spec['seed'] % 100000:05d}"
+
+
 # --------------------------------------------------------------------------------------------- files
 def write_lossless(frames: np.ndarray, path: str | Path, fps: int = FPS) -> Path:
     """RGB frames -> yuv420p FFV1 in Matroska (lossless for the 4:2:0 planes) via PyAV."""

@@ -1,4 +1,4 @@
-"""The dataset plan (export/build_dataset.py): graded references and the saturation range."""
+"""The dataset plan (export/build_dataset.py): graded and camera-delivered references, the saturation range."""
 from __future__ import annotations
 
 from export import build_dataset as B
@@ -25,6 +25,25 @@ def test_grades_are_drawn_apart_from_the_rest_of_the_plan():
     assert 0.4 < kinds.count("mono") / len(kinds) < 0.6
     tints = [c["grade"] for c in graded if c["grade"] and c["grade"]["kind"] == "tint"]
     assert all(B.TINT_AMOUNT[0] <= t["amount"] <= B.TINT_AMOUNT[1] and 0 <= t["hue"] < 360 for t in tints)
+
+
+def test_camera_references_are_drawn_apart_from_the_rest_of_the_plan():
+    plain, cameras = _plan(0.3), B.plan(SOURCES, SPLIT, 600, 40, seed=5, p_grade=0.3, p_camera=0.5)
+    assert not any("camera" in c for c in plain)  # earlier datasets' plans are unchanged
+    assert [{k: v for k, v in c.items() if k != "camera"} for c in cameras] == plain
+    specs = [c["camera"] for c in cameras if "camera" in c]
+    assert 0.4 < len(specs) / len(cameras) < 0.6
+    assert {s["optics"] for s in specs} == {"soft", "sharp", "none"}
+    assert all(B.CAMERA_NOISE_GAIN[0] <= s["noise_gain"] <= B.CAMERA_NOISE_GAIN[1] for s in specs)
+    jpeg = [s["jpeg"] for s in specs]
+    assert 0.15 < jpeg.count(0) / len(jpeg) < 0.35
+    assert all(B.CAMERA_JPEG[0] <= q < B.CAMERA_JPEG[1] for q in jpeg if q)
+
+
+def test_real_video_gets_no_camera():
+    video = Source("video/bbb", "/nonexistent/bbb.mp4", "test", "none", kind="video")
+    split = {"train": [video.name], "heldout": []}
+    assert not any("camera" in c for c in B.plan([video], split, 40, 0, seed=5, p_camera=1.0))
 
 
 def test_desaturation_stops_short_of_grey():

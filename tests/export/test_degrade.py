@@ -16,7 +16,7 @@ import pytest
 
 from engines.contract import ARTIFACTS, NUM_ARTIFACTS
 from export import degrade as D
-from export.references import PhotoScene, grade
+from export.references import PhotoScene, camera, grade
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -500,6 +500,36 @@ def test_grade_tint_is_one_hue_at_the_same_luma(hue):
     assert np.percentile(np.abs(hue_err), 99) <= 6  # one hue (8-bit rounding moves a few dark pixels)
     assert np.abs(luma(out) - luma(frames))[unclipped].max() <= 1.0
     assert 0.1 < hsv[..., 1].mean() / 255 < 0.4  # a muted tint, like a toned photograph
+
+
+CAMERA = {"seed": 3, "optics": "none", "optics_amount": 0.0, "noise_gain": 0.05, "noise_floor": 1.0, "jpeg": 0}
+
+
+def test_camera_noise_belongs_to_the_frame_time_and_grows_with_brightness():
+    flat = np.stack([np.full((64, 64, 3), level, np.uint8) for level in (30, 30, 200)])
+    out = camera(flat, CAMERA, [4.0, 5.0, 4.0]).astype(np.float64)
+    noise = out - flat
+    assert not np.array_equal(noise[0], noise[1])  # temporal: each frame time has its own noise
+    again = camera(flat[:1], CAMERA, [4]).astype(np.float64) - flat[:1]
+    assert np.array_equal(again[0], noise[0])  # the same frame time, the same noise (reference and clip agree)
+    dark, bright = noise[0].std(), noise[2].std()
+    assert abs(dark - np.sqrt(0.05 * 30 + 1)) < 0.3 and abs(bright - np.sqrt(0.05 * 200 + 1)) < 0.4
+    assert np.abs(noise[0] - noise[0][..., :1]).max() == 0  # luma noise: the same in R, G and B
+    assert camera(flat, None, [0, 1, 2]) is flat
+
+
+def test_camera_optics_and_jpeg():
+    frames = texture()[None]
+    quiet = dict(CAMERA, noise_gain=0.0, noise_floor=0.0)
+    soft = camera(frames, dict(quiet, optics="soft", optics_amount=0.8), [0])
+    sharp = camera(frames, dict(quiet, optics="sharp", optics_amount=0.8), [0])
+    jpeg = camera(frames, dict(quiet, jpeg=85), [0])
+
+    def detail(f):
+        return np.abs(np.diff(luma(f[0]), axis=1)).mean()
+
+    assert detail(soft) < 0.9 * detail(frames) < 0.9 * detail(sharp)
+    assert 0 < np.abs(jpeg.astype(int) - frames).mean() < 6  # light compression: changed, not damaged
 
 
 # ------------------------------------------------------------------------------------------ encoders
