@@ -25,12 +25,19 @@ OPSET = 18
 PARITY_ATOL = 1e-4  # max abs difference tolerated between torch and ONNX Runtime fp32
 
 
-def load_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    """Load a checkpoint written by :mod:`export.train` (plain tensors only, weights_only=True)."""
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A model's tensors from a checkpoint written by :mod:`export.train` (plain tensors only, read with
+    weights_only=True) or from a shipped ``.safetensors`` file (fp16 there; returned as fp32)."""
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if "model" in state:
-        state = state["model"]
-    model.load_state_dict(state)
+    return state["model"] if "model" in state else state
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    model.load_state_dict(read_state(path))
     return model
 
 

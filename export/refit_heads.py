@@ -30,7 +30,9 @@ import torch
 from engines.architectures import MODEL_NAMES, AQSNet, build_model
 from engines.architectures.statistics import GRAPH_SPATIAL_FRAMES, STATISTICS_COLUMNS
 from engines.classical import FEATURES_VERSION, extract_features
-from export.train import ShardCache, Split, fit_statistics_scaling, load_matching, losses, outputs_metrics
+from export.export_onnx import read_state
+from export.train import (ShardCache, Split, fit_statistics_scaling, is_calibration_shard, load_matching, losses,
+                          outputs_metrics)
 
 
 @torch.no_grad()
@@ -49,13 +51,15 @@ def classical_statistics(split: Split, batch_size: int = 64) -> np.ndarray:
                            for start in range(0, len(split), batch_size)])
 
 
-def split_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path | None) -> dict[str, np.ndarray]:
-    """Learned features (and classical statistics, when the model reads them) and labels of one split,
-    kept in ``cache_dir`` under the weights' sha256 (or the statistics' version) and the windows' key."""
-    split = ShardCache(directory).refresh()
+def split_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path | None, use=lambda path: True,
+                   exclude_generators: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """Learned features (and classical statistics, when the model reads them) and labels of one split
+    (its shards that ``use`` picks, without the windows of ``exclude_generators``), kept in
+    ``cache_dir`` under the weights' sha256 (or the statistics' version) and the windows' key."""
+    split = ShardCache(directory, use=use, exclude_generators=exclude_generators).refresh()
     if split is None:
         raise SystemExit(f"no shards under {directory}")
-    where = _windows_key(directory)
+    where = _windows_key(directory, use, exclude_generators)
     data = {"quality": split.quality, "presence": split.presence, "intensity": split.intensity}
     weights = hashlib.sha256(init.read_bytes()).hexdigest()[:12]
     data["x"] = _cached(cache_dir, f"{weights}{where}", "x", lambda: learned_features(model, split))
@@ -66,12 +70,14 @@ def split_features(model: AQSNet, init: Path, directory: Path, cache_dir: Path |
     return data
 
 
-def _windows_key(directory: Path) -> str:
-    """Names the windows of a split folder: each shard's name and the clip and degradation of each of
-    its windows (cheap to read; changes when a shard is rebuilt or has windows removed, not when only
-    its labels are rewritten)."""
+def _windows_key(directory: Path, use=lambda path: True, exclude_generators: frozenset[str] = frozenset()) -> str:
+    """Names the windows of a split folder: each chosen shard's name and the clip and degradation of
+    each of its windows, and the generators left out (cheap to read; changes when a shard is rebuilt or
+    has windows removed, not when only its labels are rewritten)."""
     digest = hashlib.sha256(str(directory.resolve()).encode())
-    for path in sorted(directory.glob("shard_*.npz")):
+    if exclude_generators:
+        digest.update(("without " + ",".join(sorted(exclude_generators))).encode())
+    for path in sorted(p for p in directory.glob("shard_*.npz") if use(p)):
         with np.load(path, allow_pickle=False) as z:
             digest.update(path.name.encode())
             digest.update(np.ascontiguousarray(z["clip_id"]).tobytes())
@@ -115,7 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=MODEL_NAMES, required=True)
     parser.add_argument("--init", type=Path, required=True, help="the trained model's weights.pt")
     parser.add_argument("--train", required=True, help="comma-separated training split folders (shard_*.npz)")
-    parser.add_argument("--heldout", type=Path, required=True, help="held-out split folder, for the log")
+    parser.add_argument("--heldout", required=True,
+                        help="comma-separated held-out split folders, for the log (the first one's figures are the run's)")
+    parser.add_argument("--calibration", action="store_true",
+                        help="keep every 10th training shard out (export.train.is_calibration_shard), for export.fit_aqs")
+    parser.add_argument("--exclude-generators", default="",
+                        help="comma-separated export.build_dataset.GENERATORS whose windows are left out of training")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -132,20 +143,26 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "command.txt").write_text("python -m export.refit_heads " + " ".join(argv if argv is not None else sys.argv[1:]) + "\n")
     model = build_model(args.model)
-    fresh = load_matching(model, torch.load(args.init, map_location="cpu", weights_only=True), args.init)
+    fresh = load_matching(model, read_state(args.init), args.init)
     if fresh:
         print(f"initialised afresh (not in {args.init}): {', '.join(fresh)}", file=sys.stderr)
     started = time.monotonic()
-    parts = [split_features(model, args.init, Path(d), args.cache_dir) for d in args.train.split(",")]
+    use = (lambda p: not is_calibration_shard(p)) if args.calibration else (lambda p: True)
+    excluded = frozenset(g for g in args.exclude_generators.split(",") if g)
+    parts = [split_features(model, args.init, Path(d), args.cache_dir, use, excluded) for d in args.train.split(",")]
     train = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    heldout = split_features(model, args.init, args.heldout, args.cache_dir)
-    print(f"features: {len(train['x'])} training windows, {len(heldout['x'])} held-out, "
+    heldouts = [(d, split_features(model, args.init, Path(d), args.cache_dir)) for d in args.heldout.split(",")]
+    heldout = heldouts[0][1]
+    print(f"features: {len(train['x'])} training windows, {sum(len(h['x']) for _, h in heldouts)} held-out, "
           f"{time.monotonic() - started:.0f} s", file=sys.stderr)
-    if model.statistics is not None:
-        fit_statistics_scaling(model, train["statistics"])
+    if model.statistics is not None and "statistics_mean" in fresh:
+        fit_statistics_scaling(model, train["statistics"])  # a trunk trained on them keeps its scaling
     x = trunk_inputs(model, train)
     labels = [torch.from_numpy(np.clip(train[k], 0.0, 1.0).astype(np.float32)) for k in ("quality", "presence", "intensity")]
 
+    for d, h in heldouts:
+        print(json.dumps({"before": d, **{k: v for k, v in heldout_metrics(model, h).items() if k != "heldout_auc"}}),
+              file=sys.stderr)
     optimizer = torch.optim.AdamW(head_parameters(model), lr=args.lr, weight_decay=args.weight_decay)
     steps = len(x) // args.batch_size
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.epochs * steps)
@@ -170,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         record = {"epoch": epoch + 1, "train_windows": len(x), "steps": steps, "crop_fragments": 7,
                   **{f"train_loss_{k}": v / max(steps, 1) for k, v in totals.items()},
                   **heldout_metrics(model, heldout), "elapsed_s": round(time.monotonic() - started, 1),
+                  **({"more_heldout": {d: {k: v for k, v in heldout_metrics(model, h).items() if k != "heldout_auc"}
+                                       for d, h in heldouts[1:]}} if len(heldouts) > 1 else {}),
                   "device": "cpu", "init": str(args.init), "frozen": "backbone, temporal branch"}
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -188,6 +188,38 @@ def test_refit_heads_trains_only_the_trunk_and_heads(tmp_path, sampled_windows):
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+def test_refit_fine_tunes_shipped_weights_on_the_windows_chosen(tmp_path, sampled_windows):
+    """From a shipped fp16 safetensors file: the statistics' scaling the trunk was trained with is kept;
+    --calibration leaves out every 10th shard and --exclude-generators those generators' windows."""
+    from export.export_onnx import save_fp16_safetensors
+    from export.refit_heads import main as refit
+
+    windows = sampled_windows(6)
+    train, heldout = tmp_path / "data" / "train", tmp_path / "data" / "heldout"
+    write_split(train, windows[:4], 0)
+    with np.load(train / "shard_000.npz") as z:
+        arrays = dict(z)
+    np.savez(train / "shard_009.npz", **arrays)  # a calibration shard
+    np.savez(train / "shard_001.npz", **{**arrays, "degradation": np.array(["av1_crf50", "clean", "clean", "av1_crf30+ff_noise"])})
+    write_split(heldout, windows[4:], 1)
+    torch.manual_seed(7)
+    shipped = build_model("aqs_effnet_b0")
+    with torch.no_grad():
+        shipped.statistics_mean.fill_(0.5)
+        shipped.statistics_scale.fill_(2.0)
+    save_fp16_safetensors(shipped, tmp_path / "shipped.safetensors")
+    assert refit(["--model", "aqs_effnet_b0", "--init", str(tmp_path / "shipped.safetensors"), "--train", str(train),
+                  "--heldout", f"{heldout},{heldout}", "--calibration", "--exclude-generators", "av1",
+                  "--out", str(tmp_path / "out"), "--epochs", "1", "--batch-size", "2", "--threads", "2"]) == 0
+    log = json.loads((tmp_path / "out" / "log.jsonl").read_text())
+    assert log["train_windows"] == 4 + 2  # shard_000, and shard_001 without its two AV1 windows
+    assert set(log["more_heldout"][str(heldout)]) >= {"heldout_srocc", "heldout_mean_auc"}
+    after = torch.load(tmp_path / "out" / "weights.pt", weights_only=True)
+    assert torch.all(after["statistics_mean"] == 0.5) and torch.all(after["statistics_scale"] == 2.0)
+    key = "backbone.features.0.0.weight"
+    assert torch.equal(after[key], shipped.state_dict()[key].half().float())
+
+
 def test_refit_adds_the_classical_statistics_to_a_model_without_them(tmp_path, sampled_windows):
     from engines.architectures import AQSNet, EfficientNetB0
     from engines.architectures.statistics import GRAPH_SPATIAL_FRAMES, STATISTICS_COLUMNS
