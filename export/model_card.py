@@ -23,6 +23,8 @@ from export.pretrained import LITE0_LICENCE, LITE0_PACKAGE
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
 MAX_FILE_BYTES = 25 * 1024 * 1024
+# runs/ is not committed; the shipped models' logs, commands and quantisation reports are copied here
+RUNS_COPY = Path(__file__).resolve().parent / "reports" / "runs"
 
 
 def sha256(path: str | Path) -> str:
@@ -100,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     parser.add_argument("--placeholder", action="store_true")
     parser.add_argument("--report", type=Path, help="JSON report from export.evaluate")
+    parser.add_argument("--runs", type=Path, default=RUNS_COPY,
+                        help="folder of the shipped models' training runs (<model>/log.jsonl, command.txt), "
+                        "quantize_*.json and compare/; default: the copy committed beside the reports")
     parser.add_argument("--data", type=Path, help="the dataset the models were last trained on (its manifest.json "
                         "is summarised; default data/dataset)")
     args = parser.parse_args(argv)
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         text = placeholder_card(manifest, args.models_dir)
     else:
         report = json.loads(args.report.read_text())
-        text = trained_card(manifest, args.models_dir, report,
+        text = trained_card(manifest, args.models_dir, report, runs=args.runs,
                             data_manifest=args.data / "manifest.json" if args.data else None)
     (args.models_dir / CARD).write_text(text)
     print(f"wrote {args.models_dir / MANIFEST} ({len(manifest['files'])} files) and {args.models_dir / CARD}")
@@ -148,9 +153,10 @@ def limitation_lines(notes: list[str]) -> list[str]:
     return [f"  {note}" if note.startswith("- ") else f"- {note}" for note in notes]
 
 
-def training_stages(run_dir: Path, repo: Path) -> list[tuple[Path, list[dict]]]:
+def training_stages(run_dir: Path) -> list[tuple[Path, list[dict]]]:
     """The training runs behind a model, first stage first: a run started with ``--init W`` is
-    preceded by the run whose folder holds ``W`` (when its log is still there)."""
+    preceded by the run in the sibling folder named as ``W``'s folder (when its log is there), so a
+    copy of the runs folder (``export/reports/runs``) reads the same as the original."""
     stages: list[tuple[Path, list[dict]]] = []
     while run_dir is not None and len(stages) < 10:
         log = _read_jsonl(run_dir / "log.jsonl")
@@ -158,8 +164,8 @@ def training_stages(run_dir: Path, repo: Path) -> list[tuple[Path, list[dict]]]:
             break
         stages.insert(0, (run_dir, log))
         init = log[0].get("init")
-        parent = (Path(init) if Path(init).is_absolute() else repo / init).parent if init else None
-        run_dir = parent if parent is not None and parent.resolve() != run_dir.resolve() else None
+        parent = run_dir.parent / Path(init).parent.name if init else None
+        run_dir = parent if parent is not None and parent.name != run_dir.name else None
     return stages
 
 
@@ -361,7 +367,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     from engines.contract import ARTIFACTS
 
     repo = models_dir.parent.parent
-    runs = runs or repo / "runs"
+    runs = runs or RUNS_COPY
     data_manifest = data_manifest or repo / "data" / "dataset" / "manifest.json"
     data = json.loads(data_manifest.read_text()) if data_manifest.exists() else {}
     out: list[str] = []
@@ -447,7 +453,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
     w("## Training")
     w("")
     for model in TRAINED_MODELS:
-        stages = training_stages(runs / model, repo)
+        stages = training_stages(runs / model)
         if not stages:
             w(f"- `{model}`: no training log found.")
             continue
@@ -475,7 +481,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
                 w(f"  Command: `{command}`")
     w("")
     for model in TRAINED_MODELS:
-        stages = training_stages(runs / model, repo)
+        stages = training_stages(runs / model)
         for number, (_, log) in enumerate(stages, 1):
             out += _epoch_table(f"{model} stage {number}" if len(stages) > 1 else model, log)
     w("Most epochs train on random fragment-aligned 4x4 crops of the 7x7 mosaic (every fragment is still "
@@ -484,7 +490,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
       "watched, never used to pick an epoch).")
     w("")
     out += backbone_comparison(runs)
-    w("Per-epoch logs: above, and `runs/<model>/log.jsonl` (not shipped). Export: `python -m export.export_onnx --model NAME "
+    w("Per-epoch logs: above, and `export/reports/runs/<model>/log.jsonl` with each run's command. Export: `python -m export.export_onnx --model NAME "
       "--weights runs/NAME/weights.pt --out engines/models/NAME.onnx` (opset 18, dynamic batch, parity vs torch "
       "checked); int8: `python -m export.quantize`; card: `python -m export.model_card --report runs/evaluation.json`.")
     w("")

@@ -17,15 +17,15 @@ def _run(directory, records):
 def test_a_fine_tune_is_listed_after_the_run_it_started_from(tmp_path):
     first = _run(tmp_path / "runs" / "scratch", [{"epoch": 1}, {"epoch": 2}])
     second = _run(tmp_path / "runs" / "tuned", [{"epoch": 1, "init": "runs/scratch/weights.pt"}])
-    stages = training_stages(second, tmp_path)
+    stages = training_stages(second)
     assert [(d, len(log)) for d, log in stages] == [(first, 2), (second, 1)]
-    assert training_stages(first, tmp_path) == [(first, [{"epoch": 1}, {"epoch": 2}])]
+    assert training_stages(first) == [(first, [{"epoch": 1}, {"epoch": 2}])]
 
 
 def test_a_fine_tune_whose_first_stage_is_gone_is_listed_alone(tmp_path):
     tuned = _run(tmp_path / "tuned", [{"epoch": 1, "init": str(tmp_path / "gone" / "weights.pt")}])
-    assert [d for d, _ in training_stages(tuned, tmp_path)] == [tuned]
-    assert training_stages(tmp_path / "missing", tmp_path) == []
+    assert [d for d, _ in training_stages(tuned)] == [tuned]
+    assert training_stages(tmp_path / "missing") == []
 
 
 def test_clean_check_takes_references_from_every_held_out_source_in_turn():
@@ -52,7 +52,7 @@ def test_acceptance_table_groups_by_source():
 
 def test_a_run_that_names_its_own_weights_as_init_is_one_stage(tmp_path):
     run = _run(tmp_path / "runs" / "m", [{"epoch": 1, "init": "runs/m/weights.pt"}])
-    assert [d for d, _ in training_stages(run, tmp_path)] == [run]
+    assert [d for d, _ in training_stages(run)] == [run]
 
 
 def test_notes_starting_with_a_dash_are_sub_items_of_the_note_before():
