@@ -216,22 +216,22 @@ def clean_and_crf46(manifest: dict, data_dir: Path, engines: list[str], limit: i
     return report
 
 
-def graded_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
-    """The same held-out references made monochrome or tinted (``references.grade``, in turn), scored as
-    clean content: a toned or black-and-white picture is not a saturation fault."""
+def _clean_looks(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path, key: str, look) -> dict:
+    """The held-out references changed by ``look(i, frames) -> (frames, spec, tag)`` (content that is
+    still clean), written lossless and scored by ``vqa-monitor score``; ``spec`` is recorded under ``key``."""
     from export.degrade import decode_rgb
-    from export.references import grade, grade_tag, write_lossless
+    from export.references import write_lossless
 
-    files, grades = [], []
+    files, looks = [], []
     for i, ref in enumerate(spread_over_sources(manifest, limit)):
         ref_path = locate(ref, data_dir, "refs")
         if ref_path is None:
             continue
-        spec = {"kind": "mono"} if i % 2 == 0 else {"kind": "tint", "hue": (47 * i) % 360, "amount": 0.3}
-        files.append(write_lossless(grade(decode_rgb(ref_path), spec), work / f"{ref_path.stem}_{grade_tag(spec)}.mkv"))
-        grades.append((ref_path, spec))
-    report: dict = {"clips": [{"reference": str(r.relative_to(REPO)) if r.is_relative_to(REPO) else str(r), "grade": g}
-                              for r, g in grades]}
+        frames, spec, tag = look(i, decode_rgb(ref_path))
+        files.append(write_lossless(frames, work / f"{ref_path.stem}_{tag}.mkv"))
+        looks.append((ref_path, spec))
+    report: dict = {"clips": [{"reference": str(r.relative_to(REPO)) if r.is_relative_to(REPO) else str(r), key: g}
+                              for r, g in looks]}
     for engine in engines:
         scored = score_files(files, engine)
         for entry, c in zip(report["clips"], scored):
@@ -240,6 +240,48 @@ def graded_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int,
         report[engine] = {"aqs_mean": float(aqs.mean()), "aqs_min": float(aqs.min()),
                           "ge_0.85": int((aqs >= 0.85).sum()), "clips": len(files)}
     return report
+
+
+def graded_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
+    """The same held-out references made monochrome or tinted (``references.grade``, in turn), scored as
+    clean content: a toned or black-and-white picture is not a saturation fault."""
+    from export.references import grade, grade_tag
+
+    def look(i, frames):
+        spec = {"kind": "mono"} if i % 2 == 0 else {"kind": "tint", "hue": (47 * i) % 360, "amount": 0.3}
+        return grade(frames, spec), spec, grade_tag(spec)
+
+    return _clean_looks(manifest, data_dir, engines, limit, work, "grade", look)
+
+
+CAMERA_CHECK_OPTICS = ("none", "soft", "sharp")
+CAMERA_CHECK_JPEG = (0, 92, 85)
+
+
+def camera_spec(i: int) -> dict:
+    """The i-th camera of the clean-camera check: optics and JPEG quality in turn, sensor noise spread
+    evenly over the training range (``build_dataset.CAMERA_*``), from quiet to its noisiest."""
+    from export.build_dataset import CAMERA_NOISE_FLOOR, CAMERA_NOISE_GAIN, CAMERA_SHARPEN, CAMERA_SOFT_SIGMA
+
+    level = (i * 7 % 11) / 10  # 0..1, visited in a scattered order
+    optics = CAMERA_CHECK_OPTICS[i % 3]
+    amount = {"none": 0.0, "soft": float(np.mean(CAMERA_SOFT_SIGMA)), "sharp": float(np.mean(CAMERA_SHARPEN))}[optics]
+    return {"seed": 1000 + i, "optics": optics, "optics_amount": round(amount, 3),
+            "noise_gain": round(CAMERA_NOISE_GAIN[0] + level * (CAMERA_NOISE_GAIN[1] - CAMERA_NOISE_GAIN[0]), 4),
+            "noise_floor": round(CAMERA_NOISE_FLOOR[0] + level * (CAMERA_NOISE_FLOOR[1] - CAMERA_NOISE_FLOOR[0]), 3),
+            "jpeg": CAMERA_CHECK_JPEG[(i // 3) % 3]}
+
+
+def camera_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
+    """The same held-out references as a camera delivers them (``references.camera``: sensor noise,
+    lens softness or sharpening, light JPEG), scored as clean content."""
+    from export.references import camera, camera_tag
+
+    def look(i, frames):
+        spec = camera_spec(i)
+        return camera(frames, spec, range(len(frames))), spec, camera_tag(spec)
+
+    return _clean_looks(manifest, data_dir, engines, limit, work, "camera", look)
 
 
 def generator_families(models: dict[str, Path], data: dict[str, np.ndarray], threads: int) -> dict:
@@ -338,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--more-heldout", type=lambda v: [Path(x) for x in v.split(",") if x], default=[],
                         help="more datasets (comma-separated) whose held-out split every model is measured on too")
     parser.add_argument("--update", action="store_true",
-                        help="only add --more-heldout and the held-out generators to the existing --out report")
+                        help="only add --more-heldout, the held-out generators and the clean-camera check to the "
+                        "existing --out report")
     parser.add_argument("--generators-data", type=Path, default=REPO / "data" / "genx" / "dataset",
                         help="the held-out-generator test set (build_dataset --generators heldout)")
     args = parser.parse_args(argv)
@@ -348,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.update:
         report = json.loads(args.out.read_text())
         report.update(split_reports(models, args.more_heldout, args.generators_data, args.threads))
+        manifest = json.loads((args.data / "manifest.json").read_text())
+        with tempfile.TemporaryDirectory() as tmp:
+            report["camera_clean"] = camera_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         return 0
     data = load_heldout(args.data / "heldout")
@@ -372,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         report["crf_ladder"] = crf_ladder(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
         report["clean_vs_crf46"] = clean_and_crf46(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
         report["graded_clean"] = graded_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
+        report["camera_clean"] = camera_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
     report["seconds"] = round(time.time() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -361,6 +361,35 @@ def ladder_table(report: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _clean_looks_table(check: dict) -> list[str]:
+    lines = ["| engine | AQS mean (min) | >= 0.85 |", "|---|---|---|"]
+    lines += [f"| `{engine}` | {_f(m['aqs_mean'])} ({_f(m['aqs_min'])}) | {m['ge_0.85']}/{m['clips']} |"
+              for engine, m in check.items() if engine != "clips"]
+    return [*lines, ""]
+
+
+def graded_section(graded: dict | None) -> list[str]:
+    if not graded:
+        return []
+    amounts = sorted({c["grade"]["amount"] for c in graded["clips"] if c["grade"]["kind"] == "tint"})
+    return ["### The same references, monochrome or tinted", "",
+            f"The {len(graded['clips'])} references above made black-and-white or toned (`export.references.grade`, "
+            f"in turn; tint amount {', '.join(map(str, amounts))}), scored as clean content: without a reference such a "
+            "picture looks desaturated, but it is not a fault.", "", *_clean_looks_table(graded)]
+
+
+def camera_section(check: dict | None) -> list[str]:
+    if not check:
+        return []
+    specs = [c["camera"] for c in check["clips"]]
+    gains = [s["noise_gain"] for s in specs]
+    return ["### The same references, as a camera delivers them", "",
+            f"The {len(specs)} references above through `export.references.camera` (`export.evaluate.camera_spec`, in "
+            "turn: no optics, lens softness or in-camera sharpening; no JPEG, quality 92 or 85; luma shot noise with "
+            f"gain {min(gains)}..{max(gains)} per level), scored as clean content: a camera's own noise, optics and light "
+            "compression are what a clean channel looks like.", "", *_clean_looks_table(check)]
+
+
 def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | None = None,
                  data_manifest: Path | None = None) -> str:
     """The card of the trained models, from the evaluation report, training logs and quantisation reports."""
@@ -577,21 +606,8 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
             w(f"VMAF of the CRF 46 encodes: mean {np.mean(vmafs):.1f} (min {min(vmafs):.1f}, max {max(vmafs):.1f}).")
             w("")
             out += _check_by_source(check)
-    graded = report.get("graded_clean")
-    if graded:
-        w("### The same references, monochrome or tinted")
-        w("")
-        amounts = sorted({c["grade"]["amount"] for c in graded["clips"] if c["grade"]["kind"] == "tint"})
-        w(f"The {len(graded['clips'])} references above made black-and-white or toned (`export.references.grade`, "
-          f"in turn; tint amount {', '.join(map(str, amounts))}), scored as clean content: without a reference such a "
-          "picture looks desaturated, but it is not a fault.")
-        w("")
-        w("| engine | AQS mean (min) | >= 0.85 |")
-        w("|---|---|---|")
-        for engine, m in graded.items():
-            if engine != "clips":
-                w(f"| `{engine}` | {_f(m['aqs_mean'])} ({_f(m['aqs_min'])}) | {m['ge_0.85']}/{m['clips']} |")
-        w("")
+    out += graded_section(report.get("graded_clean"))
+    out += camera_section(report.get("camera_clean"))
     if report.get("notes"):
         w("## Limitations")
         w("")

@@ -58,3 +58,26 @@ def test_a_run_that_names_its_own_weights_as_init_is_one_stage(tmp_path):
 def test_notes_starting_with_a_dash_are_sub_items_of_the_note_before():
     assert limitation_lines(["Stage 2:", "- SROCC up;", "- AUC up.", "Peers."]) == [
         "- Stage 2:", "  - SROCC up;", "  - AUC up.", "- Peers."]
+
+
+def test_camera_check_spans_the_training_ranges_and_every_optics_and_jpeg():
+    from export.build_dataset import CAMERA_NOISE_GAIN
+    from export.evaluate import camera_spec
+
+    specs = [camera_spec(i) for i in range(11)]
+    gains = [s["noise_gain"] for s in specs]
+    assert min(gains) == CAMERA_NOISE_GAIN[0] and max(gains) == CAMERA_NOISE_GAIN[1]
+    assert {s["optics"] for s in specs} == {"none", "soft", "sharp"}
+    assert {s["jpeg"] for s in specs} == {0, 85, 92}
+    assert len({s["seed"] for s in specs}) == 11
+
+
+def test_camera_section_reports_each_engine():
+    from export.model_card import camera_section
+    from export.evaluate import camera_spec
+
+    check = {"clips": [{"camera": camera_spec(i)} for i in range(3)],
+             "e": {"aqs_mean": 0.9, "aqs_min": 0.8, "ge_0.85": 2, "clips": 3}}
+    lines = camera_section(check)
+    assert "| `e` | 0.900 (0.800) | 2/3 |" in lines
+    assert camera_section(None) == []
