@@ -11,8 +11,10 @@ to Python. What the readings mean for alarms is :mod:`monitor.audio_checks`.
 As FFmpeg defines them: momentary loudness is over the last 400 ms, short-term over the last 3 s;
 integrated loudness and loudness range are over everything metered since the audio was opened
 (a reconnect restarts them; a looped file keeps them across its restarts), and so is the true peak
-(R128's "maximum true peak level"). ebur128 reports -120.7 LUFS for digital silence and -70 LUFS
-integrated before any block passes its gate.
+(R128's "maximum true peak level"). ebur128 reports -70 LUFS integrated before any block passes its
+gate. In digital silence its running sums leave rounding residue: momentary and short-term loudness
+then read far below -120 LUFS, or NaN where the residue is negative (an Opus stream does this after
+every tone); the meter reads both as :data:`SILENCE_LUFS`.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from monitor.strict import Strict
 
 MOMENTARY_S, SHORT_TERM_S = 0.4, 3.0
 NO_GATED_BLOCK_LUFS = -70.0  # ebur128's integrated loudness before any block passed the gate
+SILENCE_LUFS = -120.7  # the loudness of a mean square of 1e-12: what digital silence reads
 
 
 # ------------------------------------------------------------------------------------------------
@@ -154,12 +157,19 @@ def _dbfs(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _window_loudness(text: str) -> float:
+    """ebur128's momentary or short-term loudness; rounding residue of silence (NaN, or below
+    :data:`SILENCE_LUFS`) reads as :data:`SILENCE_LUFS`."""
+    value = float(text)
+    return value if value > SILENCE_LUFS else SILENCE_LUFS  # NaN compares false
+
+
 def reading_from_metadata(metadata: Any, metered_s: float) -> AudioReading:
     """An :class:`AudioReading` from one ebur128 + astats block's ``frame.metadata``."""
     true_peak = metadata.get("lavfi.r128.true_peak")
     return AudioReading(
-        momentary=float(metadata["lavfi.r128.M"]),
-        short_term=float(metadata["lavfi.r128.S"]),
+        momentary=_window_loudness(metadata["lavfi.r128.M"]),
+        short_term=_window_loudness(metadata["lavfi.r128.S"]),
         integrated=float(metadata["lavfi.r128.I"]),
         loudness_range=float(metadata["lavfi.r128.LRA"]),
         true_peak=_db(float(true_peak)) if true_peak is not None else None,

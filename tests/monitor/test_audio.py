@@ -1,6 +1,7 @@
 """The audio meter and checks on real files: PyAV + FFmpeg's ebur128 against the ffmpeg CLI's own measurement."""
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from monitor.audio import AudioChecksConfig, AudioMeter, AudioReading
+from monitor.audio import SILENCE_LUFS, AudioChecksConfig, AudioMeter, AudioReading
 from monitor.audio_checks import StreamAudio
 from monitor.config import ConfigError, parse_config
 from monitor.metrics import Metrics
@@ -94,6 +95,21 @@ def _config(**sections) -> AudioChecksConfig:
     for key, value in sections.items():
         quick[key] = {**quick.get(key, {}), **value} if isinstance(value, dict) else value
     return AudioChecksConfig.model_validate(quick)
+
+
+def test_silence_reads_as_silence_after_opus(tmp_path):
+    """ebur128 leaves rounding residue in digital silence: after an Opus-coded tone its momentary loudness
+    is NaN (negative energy) and its short-term loudness too after 3 s; read as silence, not as NaN."""
+    opus = tmp_path / "drop.mka"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", f"{TONE}:duration=1.5,apad",
+                    "-t", "6", "-ac", "2", "-c:a", "libopus", str(opus)], check=True, timeout=60)
+    readings = meter_file(opus)
+    silent = [r for r in readings if r.metered_s > 2.0]
+    assert len(silent) >= 35 and all(r.momentary == SILENCE_LUFS for r in silent), silent
+    assert all(r.short_term == SILENCE_LUFS for r in readings if r.metered_s > 4.6)
+    assert not [r for r in readings if math.isnan(r.momentary) or math.isnan(r.short_term)]
+    audio, events = _feed(_config(), readings)
+    assert audio.state().silence and audio.state().momentary == SILENCE_LUFS
 
 
 def test_silence_after_the_tone_drops(audio_clips):
