@@ -8,7 +8,8 @@ so with warn 0.65 / crit 0.55 only ``half`` enters an incident; ``cam`` (a synth
 gets thresholds it cannot reach and no black check.
 
 Checks: N tiles for N streams; ``half`` sorts first and its incident shows a snapshot and, when the
-engine produced a map, a heatmap whose marked cells lie on the damaged (left) side; ``cam`` moves to
+engine produced a map, a heatmap whose blocking layer is stronger on the damaged (left) side, where it
+marks most cells; ``cam`` moves to
 the top when its server dies; no console errors; pages escape what they show (the API is the data).
 Set ``VQA_WEB_SCREENSHOTS=docs/images`` to refresh the README's screenshots.
 """
@@ -23,6 +24,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from engines.contract import ARTIFACTS
 from servers import DaemonProcess, RtspServer, daemon_config, ffmpeg_exe, free_port, rtsp_server_available, wait_until
 
 pytestmark = pytest.mark.slow
@@ -95,12 +97,11 @@ class Page:
         self.context.close()
 
 
-def marked_columns(record: dict[str, Any], threshold: float) -> tuple[int, int]:
-    """Cells the heatmap marks (leading artifact probability >= threshold) in the left and right thirds."""
-    grid = record["map_probability"]
-    left = sum(1 for row in grid for p in row[:3] if p >= threshold)
-    right = sum(1 for row in grid for p in row[4:] if p >= threshold)
-    return left, right
+def thirds(grid: list[list[float]], threshold: float | None = None) -> tuple[float, float]:
+    """Over a [7][7] grid, the left and right thirds: their mean, or (with ``threshold``) how many cells reach it."""
+    def measure(cells: list[float]) -> float:
+        return sum(p >= threshold for p in cells) if threshold is not None else sum(cells) / len(cells)
+    return measure([p for row in grid for p in row[:3]]), measure([p for row in grid for p in row[4:]])
 
 
 def test_status_page_in_chromium(browser: Any, half_damaged_clip: Path, tmp_path: Path) -> None:
@@ -144,8 +145,12 @@ def test_status_page_in_chromium(browser: Any, half_damaged_clip: Path, tmp_path
         record = wait_until(lambda: _heatmap_incident(daemon), 20, interval=0.5, what="an incident with a heatmap")
         heat = page.page.wait_for_selector("li.incident img.heatmap", timeout=15_000)
         page.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=heat)
-        left, right = marked_columns(record, HEAT_MIN_PROBABILITY)
-        assert left > right, f"heatmap marks {left} cells on the damaged left third, {right} on the clean right third"
+        # the starved half is blocky: its blocking layer leads; a temporal artifact (judder at a cut) may light
+        # the whole grid, so the clean side's marked cells are not counted
+        blocking_left, blocking_right = thirds(record["map"][ARTIFACTS.index("blocking")])
+        assert blocking_left >= blocking_right + 0.2, (blocking_left, blocking_right)
+        marked_left, _ = thirds(record["map_probability"], HEAT_MIN_PROBABILITY)
+        assert marked_left >= 12, f"the heatmap marks {marked_left} of the damaged left third's 21 cells"
         if SCREENSHOTS:
             page.page.screenshot(path=str(Path(SCREENSHOTS) / "web-stream.png"), full_page=True)
 
