@@ -1,18 +1,20 @@
 """AQS, the Aggregate Quality Score: one number per window in 0..1, and its quality bands.
 
-    AQS = min(quality, prod_k (1 - c_k * p_k * s_k))
+    AQS = min(quality, prod_k (1 - c_k * d(p_k * s_k))),   d(e) = max(0, e - z) / (1 - z)
 
 ``quality`` is the model's VMAF-like estimate (0..1), ``p_k`` the probability that artifact k is
-present, ``s_k`` its intensity (0..1) and ``c_k`` the artifact's *cap* in 0..1: a fully present,
-full-strength artifact keeps the score at or below ``1 - c_k``. A cap only bites where the quality
-estimate is above it, so damage the quality output already saw is not counted twice (mild damage is
-not pushed further down), while heavy damage it underrates is still brought down. Every factor is in
-[0, 1] and shrinks as p_k or s_k grow, so more artifact evidence never raises the score; with no
-evidence AQS is the quality estimate, so the whole range 0..1 is reachable.
+present, ``s_k`` its intensity (0..1), ``c_k`` the artifact's *cap* in 0..1 and ``z`` the *dead zone*
+in 0..1 (one for all artifacts): evidence ``p_k * s_k`` up to ``z`` is not counted, so the weak evidence
+that clean or lightly damaged content also raises does not pull its score down, while a fully present,
+full-strength artifact still keeps the score at or below ``1 - c_k``. A cap only bites where the
+quality estimate is above it, so damage the quality output already saw is not counted twice, while
+heavy damage it underrates is still brought down. Every factor is in [0, 1] and shrinks as p_k or
+s_k grow, so more artifact evidence never raises the score; with no evidence AQS is the quality
+estimate, so the whole range 0..1 is reachable.
 
-The caps live in ``models/aqs.json``; ``export.fit_aqs`` fits them to VMAF on windows the default model
-never trained on and writes them there with how they were fitted. The artifact a window is
-blamed for is the one with the most evidence ``p_k * s_k``, whatever its cap.
+The caps and the dead zone live in ``models/aqs.json``; ``export.fit_aqs`` fits them to VMAF on
+windows the default model never trained on and writes them there with how they were fitted. The
+artifact a window is blamed for is the one with the most evidence ``p_k * s_k``, whatever its cap.
 """
 from __future__ import annotations
 
@@ -38,11 +40,20 @@ def load_caps(path: Path = CAPS_FILE) -> np.ndarray:
     return np.array([float(caps[name]) for name in ARTIFACTS], dtype=np.float32)
 
 
+def load_dead_zone(path: Path = CAPS_FILE) -> float:
+    """The dead zone from ``path`` (0 when the file has none); ValueError naming the file unless it is in 0..1 (1 excluded)."""
+    value = json.loads(path.read_text()).get("dead_zone", 0.0)
+    if not _in_unit_range(value) or value == 1.0:
+        raise ValueError(f"{path}: 'dead_zone' must be a number in 0..1, below 1 (got {value!r})")
+    return float(value)
+
+
 def _in_unit_range(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= float(value) <= 1.0
 
 
 SHIPPED_CAPS = load_caps()
+SHIPPED_DEAD_ZONE = load_dead_zone()
 
 # (lower bound, name), best first; a score belongs to the first band whose bound it reaches.
 QUALITY_BANDS: tuple[tuple[float, str], ...] = (
@@ -55,11 +66,12 @@ QUALITY_BANDS: tuple[tuple[float, str], ...] = (
 
 
 def aqs(quality: np.ndarray, probabilities: np.ndarray, intensities: np.ndarray,
-        caps: np.ndarray = SHIPPED_CAPS) -> np.ndarray:
+        caps: np.ndarray = SHIPPED_CAPS, dead_zone: float = SHIPPED_DEAD_ZONE) -> np.ndarray:
     """AQS for a batch: ``quality`` [N], ``probabilities`` and ``intensities`` [N, 10] -> [N]."""
     quality = np.clip(np.asarray(quality, dtype=np.float32), 0.0, 1.0)
     evidence = np.clip(probabilities, 0.0, 1.0) * np.clip(intensities, 0.0, 1.0)
-    ceiling = np.prod(1.0 - np.clip(caps, 0.0, 1.0) * evidence, axis=-1)
+    counted = np.clip(evidence - dead_zone, 0.0, None) / (1.0 - dead_zone)
+    ceiling = np.prod(1.0 - np.clip(caps, 0.0, 1.0) * counted, axis=-1)
     return np.minimum(quality, ceiling).astype(np.float32)
 
 

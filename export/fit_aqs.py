@@ -1,17 +1,22 @@
-"""Fit how a model's outputs combine into AQS (the per-artifact caps of :mod:`engines.aqs`).
+"""Fit how a model's outputs combine into AQS (the per-artifact caps and the dead zone of :mod:`engines.aqs`).
 
     python -m export.fit_aqs --model engines/models/aqs_effnet_b0.int8.onnx --all-shards \
-        --data data/art/dataset,data/v2/dataset,data/v8/dataset --floor blocking=0.6,ringing=0.6
+        --data data/art/dataset,data/v2/dataset,data/v8/dataset --floor blocking=0.95,ringing=0.95 --clean-weight 0.25
 
-AQS = min(quality, prod_k (1 - c_k p_k s_k)). The caps are fitted against VMAF / 100 on windows the
-model never trained on: the calibration shards (``export.train.is_calibration_shard``, kept out of
+AQS = min(quality, prod_k (1 - c_k d(p_k s_k))), d(e) = max(0, e - z) / (1 - z). The caps and the
+dead zone z are fitted together against VMAF / 100 on windows the model never trained on: the calibration shards (``export.train.is_calibration_shard``, kept out of
 training by ``--calibration``), or with ``--all-shards`` every training shard of datasets the model
 never saw. Each dataset is a group, and the fit maximises the *smallest* gain in rank correlation
 (SROCC) over the quality output alone across the groups, so a cap that helps on one kind of content
 and hurts on another is not bought. ``--mse-weight`` adds the squared error (absolute levels);
 ``--sparsity`` charges every unit of cap, so an artifact whose evidence does not clearly help gets
-none; ``--floor`` sets lowest caps for damage the fit data under-represents. Each cap stays in 0..1,
-so the score keeps its range and more artifact evidence never raises it.
+none; ``--clean-weight`` charges the share of clean windows (no artifact present) that the quality
+output reads as excellent (>= 0.85) and AQS pushes below it: false alarms the combination itself
+makes, which a rank correlation over all windows barely sees; ``--floor`` sets lowest caps for damage
+the fit data under-represents. Each cap stays in 0..1
+and the dead zone in 0..``MAX_DEAD_ZONE``, so the score keeps its range and more artifact evidence
+never raises it. SROCC is piecewise constant in z, so the search starts from several dead zones
+(``DEAD_ZONE_STARTS``) and keeps the best.
 """
 from __future__ import annotations
 
@@ -28,31 +33,60 @@ from engines.contract import ARTIFACTS
 from export.metrics import plcc, srocc
 
 
-def _aqs(caps: np.ndarray, data: dict[str, np.ndarray]) -> np.ndarray:
-    return aqs(data["quality"], data["evidence"], np.ones_like(data["evidence"]), np.clip(caps, 0.0, 1.0))
+# At most 0.3: with a wider dead zone the fit escapes the floors (evidence of a starved encode then
+# falls mostly inside it): at 0.4 the held-out x264 CRF 46 encodes read <= 0.4 on 26 of 56, at 0.3 on 39.
+MAX_DEAD_ZONE = 0.3
+EXCELLENT = 0.85  # engines.aqs.QUALITY_BANDS' top band: what a clean window should read
+DEAD_ZONE_STARTS = (0.0, 0.1, 0.2, 0.3)
 
 
-def objective(caps: np.ndarray, groups: list[dict[str, np.ndarray]], baselines: list[float], mse_weight: float,
-              sparsity: float) -> float:
+def _aqs(params: np.ndarray, data: dict[str, np.ndarray]) -> np.ndarray:
+    """AQS of ``params`` = the 10 caps, then the dead zone."""
+    caps, dead_zone = _split(params)
+    return aqs(data["quality"], data["evidence"], np.ones_like(data["evidence"]), caps, dead_zone)
+
+
+def _split(params: np.ndarray) -> tuple[np.ndarray, float]:
+    return np.clip(params[: len(ARTIFACTS)], 0.0, 1.0), float(np.clip(params[len(ARTIFACTS)], 0.0, MAX_DEAD_ZONE))
+
+
+def objective(params: np.ndarray, groups: list[dict[str, np.ndarray]], baselines: list[float], mse_weight: float,
+              sparsity: float, clean_weight: float = 0.0) -> float:
     """What the fit minimises: minus the smallest gain in SROCC against VMAF / 100 over the quality output
     alone (``baselines``, one per group), across ``groups`` (AQS must rank at least as well on every kind
     of content, not on average), plus ``mse_weight`` x the mean squared error, plus ``sparsity`` x the sum
-    of the caps."""
-    scores = [_aqs(caps, g) for g in groups]
+    of the caps, plus ``clean_weight`` x the mean across groups of :func:`clean_windows_lost`."""
+    scores = [_aqs(params, g) for g in groups]
     gain = min(srocc(s, g["target"]) - base for s, g, base in zip(scores, groups, baselines))
     error = float(np.mean([((s - g["target"]) ** 2).mean() for s, g in zip(scores, groups)]))
-    return -gain + mse_weight * error + sparsity * float(np.clip(caps, 0.0, 1.0).sum())
+    lost = float(np.mean([clean_windows_lost(s, g) for s, g in zip(scores, groups)])) if clean_weight else 0.0
+    return -gain + mse_weight * error + sparsity * float(_split(params)[0].sum()) + clean_weight * lost
+
+
+def clean_windows_lost(score: np.ndarray, data: dict[str, np.ndarray]) -> float:
+    """Share of the clean windows that the quality output reads as excellent and ``score`` does not."""
+    clean = data.get("clean")
+    if clean is None or not clean.any():
+        return 0.0
+    return float(np.mean((data["quality"][clean] >= EXCELLENT) & (score[clean] < EXCELLENT)))
 
 
 def fit(groups: list[dict[str, np.ndarray]], floor: np.ndarray | None = None, mse_weight: float = 0.0,
-        sparsity: float = 0.001, evaluations: int = 4000) -> np.ndarray:
-    """Caps in ``floor``..1 minimising :func:`objective`, by Powell's derivative-free search from the floor
-    (SROCC is piecewise constant, so there is no gradient)."""
+        sparsity: float = 0.001, clean_weight: float = 0.0, evaluations: int = 4000) -> tuple[np.ndarray, float]:
+    """(caps in ``floor``..1, dead zone) minimising :func:`objective`, by Powell's derivative-free search
+    from the floor and each of :data:`DEAD_ZONE_STARTS` (SROCC is piecewise constant, so there is no
+    gradient)."""
     low = np.zeros(len(ARTIFACTS)) if floor is None else np.clip(np.asarray(floor, dtype=np.float64), 0.0, 1.0)
     baselines = [srocc(g["quality"], g["target"]) for g in groups]  # the same for every candidate
-    result = minimize(objective, low.copy(), args=(groups, baselines, mse_weight, sparsity), method="Powell",
-                      bounds=list(zip(low, np.ones_like(low))), options={"maxfev": evaluations, "xtol": 1e-3})
-    return np.clip(result.x, low, 1.0).astype(np.float32)
+    bounds = [*zip(low, np.ones_like(low)), (0.0, MAX_DEAD_ZONE)]
+    best = None
+    for start in DEAD_ZONE_STARTS:
+        result = minimize(objective, np.append(low, start), args=(groups, baselines, mse_weight, sparsity, clean_weight),
+                          method="Powell", bounds=bounds, options={"maxfev": evaluations, "xtol": 1e-3})
+        if best is None or result.fun < best.fun:
+            best = result
+    caps, dead_zone = _split(best.x)
+    return np.maximum(caps, low).astype(np.float32), round(dead_zone, 4)
 
 
 def calibration_outputs(model: Path, datasets: list[Path], threads: int,
@@ -66,13 +100,15 @@ def calibration_outputs(model: Path, datasets: list[Path], threads: int,
     if split is None:
         raise SystemExit(f"no calibration shards under {', '.join(str(d / 'train') for d in datasets)}")
     quality, logits, intensity = run(session(model, threads), split.windows)
-    return {"quality": quality, "evidence": sigmoid(logits) * np.clip(intensity, 0.0, 1.0), "target": split.quality}
+    return {"quality": quality, "evidence": sigmoid(logits) * np.clip(intensity, 0.0, 1.0), "target": split.quality,
+            "clean": split.presence.sum(axis=1) == 0}
 
 
-def report(caps: np.ndarray, data: dict[str, np.ndarray]) -> dict:
-    score = _aqs(caps, data)
+def report(caps: np.ndarray, dead_zone: float, data: dict[str, np.ndarray]) -> dict:
+    score = _aqs(np.append(caps, dead_zone), data)
     return {"aqs_srocc": srocc(score, data["target"]), "aqs_plcc": plcc(score, data["target"]),
-            "quality_srocc": srocc(data["quality"], data["target"]), "mse": float(((score - data["target"]) ** 2).mean())}
+            "quality_srocc": srocc(data["quality"], data["target"]), "mse": float(((score - data["target"]) ** 2).mean()),
+            "clean_windows_lost": clean_windows_lost(score, data)}
 
 
 def parse_floor(text: str) -> np.ndarray:
@@ -104,22 +140,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mse-weight", type=float, default=0.0,
                         help="weight of the squared error against VMAF/100 beside the rank correlation (0: rank only)")
     parser.add_argument("--sparsity", type=float, default=0.001, help="cost of each unit of cap (0: none)")
+    parser.add_argument("--clean-weight", type=float, default=0.0,
+                        help="cost of the share of excellent clean windows AQS pushes below 0.85 (0: none)")
     parser.add_argument("--out", type=Path, default=CAPS_FILE)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
     groups = [calibration_outputs(args.model, [d], args.threads, args.exclude_generators, args.all_shards) for d in args.data]
-    caps = fit(groups, args.floor, args.mse_weight, args.sparsity)
+    caps, dead_zone = fit(groups, args.floor, args.mse_weight, args.sparsity, args.clean_weight)
     fitted = {"model": args.model.name,
               "objective": (f"-(smallest SROCC gain over quality alone across the datasets) + {args.mse_weight:g} x MSE "
-                            f"+ {args.sparsity:g} x sum of caps"),
+                            f"+ {args.sparsity:g} x sum of caps + {args.clean_weight:g} x share of excellent clean windows lost"),
               "floor": {a: float(f) for a, f in zip(ARTIFACTS, args.floor) if f > 0},
               "windows": int(sum(len(g["target"]) for g in groups)),
               "shards": "every training shard" if args.all_shards else "calibration shards",
               "datasets": [str(d) for d in args.data], "excluded_generators": sorted(args.exclude_generators),
-              "after": {str(d): report(caps, g) for d, g in zip(args.data, groups)}}
+              "after": {str(d): report(caps, dead_zone, g) for d, g in zip(args.data, groups)}}
     args.out.write_text(json.dumps({"caps": {a: round(float(c), 4) for a, c in zip(ARTIFACTS, caps)},
-                                    "fitted": fitted}, indent=2) + "\n")
+                                    "dead_zone": dead_zone, "fitted": fitted}, indent=2) + "\n")
     print(json.dumps(fitted, indent=1))
     return 0
 

@@ -242,14 +242,16 @@ def aqs_fit_section(models_dir: Path) -> list[str]:
         return []
     data = json.loads(path.read_text())
     caps = data["caps"]
+    dead_zone = data.get("dead_zone", 0.0)
     lines = ["## How the outputs combine into AQS", "",
-             "AQS = min(quality, prod_k (1 - c_k p_k s_k)); caps c_k in `aqs.json`:", "",
+             "AQS = min(quality, prod_k (1 - c_k d(p_k s_k))), d(e) = max(0, e - z) / (1 - z): evidence up to the dead "
+             f"zone z = {dead_zone:.3f} is not counted; caps c_k and z in `aqs.json`:", "",
              "| " + " | ".join(caps) + " |", "|" + "---|" * len(caps),
              "| " + " | ".join(f"{c:.3f}" for c in caps.values()) + " |", ""]
     fitted = data.get("fitted")
     if fitted:
         floor = ", ".join(f"{a} {v:g}" for a, v in fitted.get("floor", {}).items())
-        lines += [f"Fitted by `python -m export.fit_aqs` (objective: {fitted['objective']}; each cap in 0..1"
+        lines += [f"Fitted by `python -m export.fit_aqs` (objective: {fitted['objective']}; each cap in 0..1, the dead zone fitted with them"
                   + (f", at least {floor}" if floor else "") + f") on {fitted['windows']} windows that "
                   f"`{fitted['model']}` never trained on ({fitted['shards']}"
                   + (f", without the held-out generators" if fitted.get("excluded_generators") else "") + "):", "",

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engines.aqs import SHIPPED_CAPS, aqs
+from engines.aqs import SHIPPED_CAPS, SHIPPED_DEAD_ZONE, aqs
 from engines.architectures import DEFAULT_KEY_FRAMES, MODEL_NAMES, build_model
 from engines.architectures.statistics import GRAPH_SPATIAL_FRAMES, STATISTICS_COLUMNS
 from engines.classical import extract_features
@@ -142,11 +142,12 @@ def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor], source
 
 
 def aqs_torch(quality: torch.Tensor, probabilities: torch.Tensor, intensities: torch.Tensor,
-              caps: np.ndarray = SHIPPED_CAPS) -> torch.Tensor:
+              caps: np.ndarray = SHIPPED_CAPS, dead_zone: float = SHIPPED_DEAD_ZONE) -> torch.Tensor:
     """:func:`engines.aqs.aqs` in torch (differentiable); a test checks that the two agree."""
     caps_t = torch.as_tensor(caps, dtype=quality.dtype, device=quality.device).clamp(0.0, 1.0)
     evidence = probabilities.clamp(0.0, 1.0) * intensities.clamp(0.0, 1.0)
-    return torch.minimum(quality.clamp(0.0, 1.0), torch.prod(1.0 - caps_t * evidence, dim=-1))
+    counted = (evidence - dead_zone).clamp(min=0.0) / (1.0 - dead_zone)
+    return torch.minimum(quality.clamp(0.0, 1.0), torch.prod(1.0 - caps_t * counted, dim=-1))
 
 
 def losses(outputs, quality, presence, intensity, aqs_weight: float = 0.0) -> dict[str, torch.Tensor]:

@@ -1,5 +1,5 @@
 """AQS: range, monotonicity in artifact evidence, clean windows, reachable extremes, bands; for the
-shipped caps and for any others (a fit may choose any values in 0..1)."""
+shipped caps and dead zone and for any others (a fit may choose any caps in 0..1, any dead zone below 1)."""
 from __future__ import annotations
 
 import json
@@ -10,60 +10,74 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from engines.aqs import QUALITY_BANDS, SHIPPED_CAPS, aqs, dominant_artifact, load_caps, quality_level
+from engines.aqs import (QUALITY_BANDS, SHIPPED_CAPS, SHIPPED_DEAD_ZONE, aqs, dominant_artifact, load_caps,
+                         load_dead_zone, quality_level)
 from engines.contract import ARTIFACTS, NUM_ARTIFACTS
 
 unit = st.floats(0.0, 1.0, allow_nan=False, width=32)
 loose = st.floats(-5.0, 5.0, allow_nan=False, width=32)  # out-of-range inputs are clipped
 vectors = arrays(np.float32, NUM_ARTIFACTS, elements=unit)
 cap_sets = st.one_of(st.just(SHIPPED_CAPS), vectors)
+dead_zones = st.one_of(st.just(SHIPPED_DEAD_ZONE), st.floats(0.0, 0.95, allow_nan=False))
 
 
 @settings(max_examples=300, deadline=None)
 @given(q=loose, p=arrays(np.float32, NUM_ARTIFACTS, elements=loose), s=arrays(np.float32, NUM_ARTIFACTS, elements=loose),
-       c=cap_sets)
-def test_output_is_in_unit_range(q, p, s, c):
-    value = aqs(np.array([q]), p[None], s[None], c)
+       c=cap_sets, z=dead_zones)
+def test_output_is_in_unit_range(q, p, s, c, z):
+    value = aqs(np.array([q]), p[None], s[None], c, z)
     assert value.shape == (1,) and value.dtype == np.float32
     assert 0.0 <= float(value[0]) <= 1.0
 
 
 @settings(max_examples=300, deadline=None)
-@given(q=unit, p=vectors, s=vectors, k=st.integers(0, NUM_ARTIFACTS - 1), dp=unit, ds=unit, c=cap_sets)
-def test_more_evidence_never_raises_the_score(q, p, s, k, dp, ds, c):
-    base = aqs(np.array([q]), p[None], s[None], c)[0]
+@given(q=unit, p=vectors, s=vectors, k=st.integers(0, NUM_ARTIFACTS - 1), dp=unit, ds=unit, c=cap_sets, z=dead_zones)
+def test_more_evidence_never_raises_the_score(q, p, s, k, dp, ds, c, z):
+    base = aqs(np.array([q]), p[None], s[None], c, z)[0]
     more_p, more_s = p.copy(), s.copy()
     more_p[k] = min(1.0, more_p[k] + dp)
     more_s[k] = min(1.0, more_s[k] + ds)
-    assert aqs(np.array([q]), more_p[None], s[None], c)[0] <= base + 1e-7
-    assert aqs(np.array([q]), p[None], more_s[None], c)[0] <= base + 1e-7
-    assert aqs(np.array([q]), more_p[None], more_s[None], c)[0] <= base + 1e-7
+    assert aqs(np.array([q]), more_p[None], s[None], c, z)[0] <= base + 1e-7
+    assert aqs(np.array([q]), p[None], more_s[None], c, z)[0] <= base + 1e-7
+    assert aqs(np.array([q]), more_p[None], more_s[None], c, z)[0] <= base + 1e-7
 
 
 @settings(max_examples=200, deadline=None)
-@given(q=unit, s=vectors, p=vectors, c=cap_sets)
-def test_clean_window_scores_its_quality(q, s, p, c):
-    assert aqs(np.array([q]), np.zeros((1, NUM_ARTIFACTS)), s[None], c)[0] == pytest.approx(q, abs=1e-6)
-    assert aqs(np.array([q]), p[None], np.zeros((1, NUM_ARTIFACTS)), c)[0] == pytest.approx(q, abs=1e-6)
+@given(q=unit, s=vectors, p=vectors, c=cap_sets, z=dead_zones)
+def test_clean_window_scores_its_quality(q, s, p, c, z):
+    assert aqs(np.array([q]), np.zeros((1, NUM_ARTIFACTS)), s[None], c, z)[0] == pytest.approx(q, abs=1e-6)
+    assert aqs(np.array([q]), p[None], np.zeros((1, NUM_ARTIFACTS)), c, z)[0] == pytest.approx(q, abs=1e-6)
+    weak = np.minimum(p, z)[None]  # evidence p * 1 up to the dead zone is not counted
+    assert aqs(np.array([q]), weak, np.ones((1, NUM_ARTIFACTS)), c, z)[0] == pytest.approx(q, abs=1e-6)
 
 
 @settings(max_examples=200, deadline=None)
-@given(q1=unit, q2=unit, p=vectors, s=vectors, c=cap_sets)
-def test_monotone_in_quality(q1, q2, p, s, c):
+@given(q1=unit, q2=unit, p=vectors, s=vectors, c=cap_sets, z=dead_zones)
+def test_monotone_in_quality(q1, q2, p, s, c, z):
     lo, hi = sorted((q1, q2))
-    assert aqs(np.array([lo]), p[None], s[None], c)[0] <= aqs(np.array([hi]), p[None], s[None], c)[0] + 1e-7
+    assert aqs(np.array([lo]), p[None], s[None], c, z)[0] <= aqs(np.array([hi]), p[None], s[None], c, z)[0] + 1e-7
 
 
-@pytest.mark.parametrize("caps", [SHIPPED_CAPS, np.linspace(0, 1, NUM_ARTIFACTS)])
-def test_full_range_is_reachable(caps):
+@pytest.mark.parametrize(("caps", "dead_zone"), [(SHIPPED_CAPS, SHIPPED_DEAD_ZONE), (np.linspace(0, 1, NUM_ARTIFACTS), 0.0),
+                                                (np.linspace(0, 1, NUM_ARTIFACTS), 0.7)])
+def test_full_range_is_reachable(caps, dead_zone):
     zeros, ones = np.zeros((1, NUM_ARTIFACTS)), np.ones((1, NUM_ARTIFACTS))
-    assert aqs(np.array([1.0]), zeros, zeros, caps)[0] == pytest.approx(1.0)
-    assert aqs(np.array([0.0]), zeros, zeros, caps)[0] == 0.0
-    assert aqs(np.array([1.0]), ones, ones, caps)[0] == pytest.approx(np.prod(1.0 - caps), abs=1e-6)
+    assert aqs(np.array([1.0]), zeros, zeros, caps, dead_zone)[0] == pytest.approx(1.0)
+    assert aqs(np.array([0.0]), zeros, zeros, caps, dead_zone)[0] == 0.0
+    assert aqs(np.array([1.0]), ones, ones, caps, dead_zone)[0] == pytest.approx(np.prod(1.0 - caps), abs=1e-6)
     for k in range(NUM_ARTIFACTS):  # each artifact alone, fully present, on a perfect picture: 1 - its cap
         p = np.zeros((1, NUM_ARTIFACTS))
         p[0, k] = 1.0
-        assert aqs(np.array([1.0]), p, p, caps)[0] == pytest.approx(1.0 - caps[k], abs=1e-6)
+        assert aqs(np.array([1.0]), p, p, caps, dead_zone)[0] == pytest.approx(1.0 - caps[k], abs=1e-6)
+
+
+def test_the_dead_zone_leaves_weak_evidence_out():
+    blocking = ARTIFACTS.index("blocking")
+    caps = np.eye(NUM_ARTIFACTS)[blocking] * 0.6
+    p = np.zeros((3, NUM_ARTIFACTS))
+    p[:, blocking] = [0.3, 0.65, 1.0]
+    # dead zone 0.3: evidence 0.3 is not counted, 0.65 counts half (cap 0.6 -> 1 - 0.3), 1.0 counts whole
+    np.testing.assert_allclose(aqs(np.ones(3), p, np.ones_like(p), caps, 0.3), [1.0, 0.7, 0.4], atol=1e-6)
 
 
 def test_a_cap_only_bites_above_it():
@@ -119,3 +133,9 @@ def test_caps_file_is_validated(tmp_path):
     path.write_text(json.dumps({"weights": good}))
     with pytest.raises(ValueError, match="aqs.json.*'caps'"):
         load_caps(path)
+    path.write_text(json.dumps({"caps": good}))
+    assert load_dead_zone(path) == 0.0  # a file from before the dead zone: none
+    for bad in (1.0, -0.1, "wide", True):
+        path.write_text(json.dumps({"caps": good, "dead_zone": bad}))
+        with pytest.raises(ValueError, match="aqs.json.*'dead_zone'"):
+            load_dead_zone(path)

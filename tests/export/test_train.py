@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from engines.architectures import build_model  # noqa: E402
 from engines.contract import NUM_ARTIFACTS  # noqa: E402
 from export.metrics import plcc, roc_auc, srocc  # noqa: E402
-from engines.aqs import SHIPPED_CAPS, aqs  # noqa: E402
+from engines.aqs import SHIPPED_CAPS, SHIPPED_DEAD_ZONE, aqs  # noqa: E402
 from export.train import LABELS, aqs_torch, losses, lr_at, main  # noqa: E402
 
 
@@ -117,15 +117,16 @@ def test_crop_epochs_then_whole_mosaic(tmp_path, sampled_windows):
 def test_aqs_loss_uses_the_daemons_formula():
     rng = np.random.default_rng(3)
     q, p, s = rng.random(64), rng.random((64, NUM_ARTIFACTS)), rng.random((64, NUM_ARTIFACTS))
-    for caps in (SHIPPED_CAPS, rng.random(NUM_ARTIFACTS)):
-        got = aqs_torch(*(torch.from_numpy(a) for a in (q, p, s)), caps=caps).numpy()
-        np.testing.assert_allclose(got, aqs(q, p, s, caps), rtol=1e-5, atol=1e-6)
+    for caps, dead_zone in ((SHIPPED_CAPS, SHIPPED_DEAD_ZONE), (rng.random(NUM_ARTIFACTS), 0.0), (rng.random(NUM_ARTIFACTS), 0.4)):
+        got = aqs_torch(*(torch.from_numpy(a) for a in (q, p, s)), caps=caps, dead_zone=dead_zone).numpy()
+        np.testing.assert_allclose(got, aqs(q, p, s, caps, dead_zone), rtol=1e-5, atol=1e-6)
 
 
 def test_aqs_loss_penalises_false_alarms_on_clean_windows():
     quality, presence, intensity = torch.ones(2), torch.zeros(2, NUM_ARTIFACTS), torch.zeros(2, NUM_ARTIFACTS)
     quiet = (torch.ones(2), torch.full((2, NUM_ARTIFACTS), -6.0), torch.full((2, NUM_ARTIFACTS), 0.6))
-    alarmed = (torch.ones(2), torch.full((2, NUM_ARTIFACTS), -1.5), torch.full((2, NUM_ARTIFACTS), 0.6))
+    # strong false evidence (p 0.73, intensity 0.9): beyond the dead zone, so it lowers AQS
+    alarmed = (torch.ones(2), torch.full((2, NUM_ARTIFACTS), 1.0), torch.full((2, NUM_ARTIFACTS), 0.9))
     assert losses(quiet, quality, presence, intensity, aqs_weight=1.0)["aqs"] < 0.02
     assert losses(alarmed, quality, presence, intensity, aqs_weight=1.0)["aqs"] > 0.15
     off = losses(alarmed, quality, presence, intensity)
