@@ -4,19 +4,19 @@
         --data data/art/dataset,data/v2/dataset,data/v8/dataset --floor blocking=0.95,ringing=0.95 --clean-weight 0.25
 
 AQS = min(quality, prod_k (1 - c_k d(p_k s_k))), d(e) = max(0, e - z) / (1 - z). The caps and the
-dead zone z are fitted together against VMAF / 100 on windows the model never trained on: the calibration shards (``export.train.is_calibration_shard``, kept out of
-training by ``--calibration``), or with ``--all-shards`` every training shard of datasets the model
-never saw. Each dataset is a group, and the fit maximises the *smallest* gain in rank correlation
-(SROCC) over the quality output alone across the groups, so a cap that helps on one kind of content
-and hurts on another is not bought. ``--mse-weight`` adds the squared error (absolute levels);
-``--sparsity`` charges every unit of cap, so an artifact whose evidence does not clearly help gets
-none; ``--clean-weight`` charges the share of clean windows (no artifact present) that the quality
-output reads as excellent (>= 0.85) and AQS pushes below it: false alarms the combination itself
-makes, which a rank correlation over all windows barely sees; ``--floor`` sets lowest caps for damage
-the fit data under-represents. Each cap stays in 0..1
-and the dead zone in 0..``MAX_DEAD_ZONE``, so the score keeps its range and more artifact evidence
-never raises it. SROCC is piecewise constant in z, so the search starts from several dead zones
-(``DEAD_ZONE_STARTS``) and keeps the best.
+dead zone z are fitted together against VMAF / 100 on windows the model never trained on: the
+calibration shards (``export.train.is_calibration_shard``, kept out of training by ``--calibration``),
+or with ``--all-shards`` every training shard of datasets the model never saw. Each dataset is a
+group, and the fit maximises the *smallest* gain in rank correlation (SROCC) over the quality output
+alone across the groups, so a cap that helps on one kind of content and hurts on another is not
+bought. ``--mse-weight`` adds the squared error (absolute levels); ``--sparsity`` charges every unit
+of cap, so an artifact whose evidence does not clearly help gets none; ``--clean-weight`` charges the
+share of clean windows (no artifact present) that the quality output reads as excellent (>= 0.85)
+and AQS pushes below it: false alarms the combination itself makes, which a rank correlation over
+all windows barely sees; ``--floor`` sets lowest caps for damage the fit data under-represents. Each
+cap stays in 0..1 and the dead zone in 0..``MAX_DEAD_ZONE``, so the score keeps its range and more
+artifact evidence never raises it. SROCC is piecewise constant in z, so the search starts from
+several dead zones (``DEAD_ZONE_STARTS``) and keeps the best.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from export.metrics import plcc, srocc
 
 
 # At most 0.3: with a wider dead zone the fit escapes the floors (evidence of a starved encode then
-# falls mostly inside it): at 0.4 the held-out x264 CRF 46 encodes read <= 0.4 on 26 of 56, at 0.3 on 39.
+# falls mostly inside it): at 0.4 the held-out x264 CRF 46 encodes read <= 0.4 on 26 of 56, at 0.3 on 39-40.
 MAX_DEAD_ZONE = 0.3
 EXCELLENT = 0.85  # engines.aqs.QUALITY_BANDS' top band: what a clean window should read
 DEAD_ZONE_STARTS = (0.0, 0.1, 0.2, 0.3)
