@@ -19,7 +19,7 @@ from monitoring_stack import (  # noqa: E402
 @pytest.fixture(scope="session")
 def degraded_demo_clip(clip_dir: Path) -> Path:
     """monitor/demo/demo.mp4 starved of bits, big blocks (a clearly degraded source), made once per session."""
-    return degraded_clip(clip_dir / "demo_blocky6_crf40.mp4")
+    return degraded_clip(clip_dir / "demo_blocky8_crf40.mp4")
 
 
 @pytest.fixture

@@ -290,7 +290,7 @@ class WebhookReceiver:
 # ------------------------------------------------------------------------------------------------
 # Clips
 # ------------------------------------------------------------------------------------------------
-def degraded_clip(path: Path, source: Path = DEMO_CLIP, factor: int = 6, crf: int = 40) -> Path:
+def degraded_clip(path: Path, source: Path = DEMO_CLIP, factor: int = 8, crf: int = 40) -> Path:
     """``source`` as a starved encoder delivers it: down-scaled ``factor`` x, blown back up with nearest
     neighbour (big blocks) and x264 CRF 40; a keyframe every second, no B-frames; cached."""
     path = Path(path)

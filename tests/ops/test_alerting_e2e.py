@@ -57,16 +57,16 @@ AM_EXAMPLE = ROOT / "prometheus" / "alertmanager.example.yml"
 TEST_FOR = {"VqaQualityCritical": "3s", "VqaQualityWarning": "6s", "VqaStreamDown": "3s"}
 
 # Engine and thresholds. The test forces the classical engine so that it does not depend on the
-# neural model. Measured with `vqa-monitor score --json --engine classical` (28 windows each) after the
-# classical model was fitted on the 2560-window dataset:
-#   monitor/demo/demo.mp4 (clean)                       AQS 0.708 (windows 0.432 .. 0.812; only the first
-#                                                       window of the clip is below 0.59)
-#   same, 6x down / nearest up, x264 CRF 40 (degraded)  AQS 0.260 (windows 0.146 .. 0.399)
-# (heavy temporal noise, noise=alls=80, is out of the training range and reads only 0.65.)
-# Every degraded window is >= 0.05 below crit (0.45); every clean window but the clip's first is >= 0.07
+# neural model. Measured with `vqa-monitor score --json --engine classical` (28 windows each) with the
+# AQS caps and dead zone of 2026-12-03:
+#   monitor/demo/demo.mp4 (clean)                       AQS 0.868 (windows 0.563 .. 0.921; only the first
+#                                                       window of the clip is below 0.80)
+#   same, 8x down / nearest up, x264 CRF 40 (degraded)  AQS 0.070 (windows 0.012 .. 0.124)
+# (6x down, as before, left one window at 0.50 once the dead zone stopped counting weak evidence.)
+# Every degraded window is >= 0.3 below crit (0.45); every clean window but the clip's first is >= 0.28
 # above warn (0.5) plus exit_margin (0.02), and one low window cannot enter a level (three are needed).
-# Five clear windows leave a level. If the classical model is refitted and the baseline check below
-# fails, re-measure both clips and move the thresholds.
+# Five clear windows leave a level. If the classical model or the AQS combination is refitted and the
+# baseline check below fails, re-measure both clips and move the thresholds.
 ENGINE = ["classical"]
 QUALITY = {"warn": 0.5, "crit": 0.45, "enter_windows": 3, "exit_windows": 5}
 
