@@ -40,13 +40,12 @@ EXCELLENT = 0.85  # engines.aqs.QUALITY_BANDS' top band: what a clean window sho
 DEAD_ZONE_STARTS = (0.0, 0.1, 0.2, 0.3)
 
 
-def _aqs(params: np.ndarray, data: dict[str, np.ndarray]) -> np.ndarray:
-    """AQS of ``params`` = the 10 caps, then the dead zone."""
-    caps, dead_zone = _split(params)
+def _aqs(caps: np.ndarray, dead_zone: float, data: dict[str, np.ndarray]) -> np.ndarray:
     return aqs(data["quality"], data["evidence"], np.ones_like(data["evidence"]), caps, dead_zone)
 
 
 def _split(params: np.ndarray) -> tuple[np.ndarray, float]:
+    """The search's ``params`` (the 10 caps, then the dead zone) -> (caps, dead zone), each in its range."""
     return np.clip(params[: len(ARTIFACTS)], 0.0, 1.0), float(np.clip(params[len(ARTIFACTS)], 0.0, MAX_DEAD_ZONE))
 
 
@@ -56,11 +55,12 @@ def objective(params: np.ndarray, groups: list[dict[str, np.ndarray]], baselines
     alone (``baselines``, one per group), across ``groups`` (AQS must rank at least as well on every kind
     of content, not on average), plus ``mse_weight`` x the mean squared error, plus ``sparsity`` x the sum
     of the caps, plus ``clean_weight`` x the mean across groups of :func:`clean_windows_lost`."""
-    scores = [_aqs(params, g) for g in groups]
+    caps, dead_zone = _split(params)
+    scores = [_aqs(caps, dead_zone, g) for g in groups]
     gain = min(srocc(s, g["target"]) - base for s, g, base in zip(scores, groups, baselines))
     error = float(np.mean([((s - g["target"]) ** 2).mean() for s, g in zip(scores, groups)]))
     lost = float(np.mean([clean_windows_lost(s, g) for s, g in zip(scores, groups)])) if clean_weight else 0.0
-    return -gain + mse_weight * error + sparsity * float(_split(params)[0].sum()) + clean_weight * lost
+    return -gain + mse_weight * error + sparsity * float(caps.sum()) + clean_weight * lost
 
 
 def clean_windows_lost(score: np.ndarray, data: dict[str, np.ndarray]) -> float:
@@ -105,7 +105,7 @@ def calibration_outputs(model: Path, datasets: list[Path], threads: int,
 
 
 def report(caps: np.ndarray, dead_zone: float, data: dict[str, np.ndarray]) -> dict:
-    score = _aqs(np.append(caps, dead_zone), data)
+    score = _aqs(caps, dead_zone, data)
     return {"aqs_srocc": srocc(score, data["target"]), "aqs_plcc": plcc(score, data["target"]),
             "quality_srocc": srocc(data["quality"], data["target"]), "mse": float(((score - data["target"]) ** 2).mean()),
             "clean_windows_lost": clean_windows_lost(score, data)}
