@@ -125,6 +125,14 @@ def parse_floor(text: str) -> np.ndarray:
     return floor
 
 
+def shards_used(all_shards: bool, every_shard_of: set[Path]) -> str:
+    if all_shards:
+        return "every training shard"
+    if every_shard_of:
+        return f"calibration shards; every training shard of {', '.join(f'`{d}`' for d in sorted(every_shard_of))}"
+    return "calibration shards"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="the ONNX file whose outputs AQS combines")
@@ -134,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out windows these generators made (those the model was trained without)")
     parser.add_argument("--all-shards", action="store_true",
                         help="fit on every training shard of --data: for a model that was never trained on those datasets")
+    parser.add_argument("--every-shard-of", type=lambda s: {Path(p) for p in s.split(",") if p}, default=set(),
+                        help="datasets of --data (comma-separated) the model never trained on: every training shard of "
+                             "these, the calibration shards of the others")
     parser.add_argument("--floor", type=parse_floor, default=np.zeros(len(ARTIFACTS)),
                         help="lowest caps, e.g. blocking=0.6,ringing=0.6: for damage the quality output is known to "
                              "underrate on content the fit data lacks")
@@ -146,14 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
-    groups = [calibration_outputs(args.model, [d], args.threads, args.exclude_generators, args.all_shards) for d in args.data]
+    unknown = args.every_shard_of - set(args.data)
+    if unknown:
+        parser.error(f"--every-shard-of {', '.join(map(str, sorted(unknown)))}: not in --data")
+    groups = [calibration_outputs(args.model, [d], args.threads, args.exclude_generators,
+                                  args.all_shards or d in args.every_shard_of) for d in args.data]
     caps, dead_zone = fit(groups, args.floor, args.mse_weight, args.sparsity, args.clean_weight)
     fitted = {"model": args.model.name,
               "objective": (f"-(smallest SROCC gain over quality alone across the datasets) + {args.mse_weight:g} x MSE "
                             f"+ {args.sparsity:g} x sum of caps + {args.clean_weight:g} x share of excellent clean windows lost"),
               "floor": {a: float(f) for a, f in zip(ARTIFACTS, args.floor) if f > 0},
               "windows": int(sum(len(g["target"]) for g in groups)),
-              "shards": "every training shard" if args.all_shards else "calibration shards",
+              "shards": shards_used(args.all_shards, args.every_shard_of),
               "datasets": [str(d) for d in args.data], "excluded_generators": sorted(args.exclude_generators),
               "after": {str(d): report(caps, dead_zone, g) for d, g in zip(args.data, groups)}}
     args.out.write_text(json.dumps({"caps": {a: round(float(c), 4) for a, c in zip(ARTIFACTS, caps)},

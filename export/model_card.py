@@ -235,6 +235,36 @@ def backbone_comparison(runs: Path) -> list[str]:
             "|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
+HEADS_COMPARISON_NAMES = {"b0": "EfficientNet-B0 (the default's, trained from random initialisation)",
+                          "lite0": "EfficientNet-Lite0 (the shipped one's, from ImageNet weights)"}
+
+
+def heads_comparison(runs: Path) -> list[str]:
+    """The shipped backbones under trunks and heads trained afresh on the same windows
+    (``runs/compare_heads/<name>/log.jsonl``, written by ``export.refit_heads --fresh-heads``)."""
+    rows, command = [], ""
+    for name, title in HEADS_COMPARISON_NAMES.items():
+        path = runs / "compare_heads" / name / "log.jsonl"
+        if not path.exists():
+            continue
+        last = _read_jsonl(path)[-1]
+        more = last.get("more_heldout", {})
+        splits = " | ".join(f"{_f(m.get('heldout_srocc'))} / {_f(m.get('heldout_mean_auc'))}" for m in more.values())
+        rows.append(f"| {title} | {last['train_windows']} | {_f(last.get('heldout_srocc'))} / "
+                    f"{_f(last.get('heldout_mean_auc'))} | {splits} |")
+        command_path = path.parent / "command.txt"
+        command = command or (command_path.read_text().strip() if command_path.exists() else "")
+        header = " | ".join(f"`{Path(split).parent}` held-out" for split in more)
+    if not rows:
+        return []
+    return ["### Backbones compared with heads trained on the same windows", "",
+            "Each shipped file's backbone and temporal branch, frozen, under a trunk and heads trained from random "
+            f"initialisation on the same windows (`{command}`, the model and init changed); quality SROCC / mean "
+            "artifact AUC against VMAF on each held-out split, fp32 in torch.", "",
+            f"| backbone | training windows | first dataset held-out | {header} |",
+            "|---|---|---|" + "---|" * len(more), *rows, ""]
+
+
 def aqs_fit_section(models_dir: Path) -> list[str]:
     """The AQS caps (``models/aqs.json``, written by ``export.fit_aqs``) and how they were fitted."""
     path = models_dir / "aqs.json"
@@ -258,6 +288,8 @@ def aqs_fit_section(models_dir: Path) -> list[str]:
                   "| dataset | quality SROCC | AQS SROCC | AQS PLCC |", "|---|---|---|---|",
                   *(f"| `{name}` | {_f(after['quality_srocc'])} | {_f(after['aqs_srocc'])} | {_f(after['aqs_plcc'])} |"
                     for name, after in fitted["after"].items()), ""]
+        if fitted.get("note"):
+            lines += [fitted["note"], ""]
     else:
         lines += ["Chosen by hand (`\"fitted\": null`).", ""]
     return lines
@@ -521,6 +553,7 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
       "watched, never used to pick an epoch).")
     w("")
     out += backbone_comparison(runs)
+    out += heads_comparison(runs)
     w("Per-epoch logs: above, and `export/reports/runs/<model>/log.jsonl` with each run's command. Export: `python -m export.export_onnx --model NAME "
       "--weights runs/NAME/weights.pt --out engines/models/NAME.onnx` (opset 18, dynamic batch, parity vs torch "
       "checked); int8: `python -m export.quantize`; card: `python -m export.model_card --report runs/evaluation.json`.")

@@ -111,6 +111,20 @@ def heldout_metrics(model: AQSNet, data: dict[str, np.ndarray]) -> dict:
     return outputs_metrics(*outputs, target=data["quality"], presence=data["presence"])
 
 
+def reset_heads(model: AQSNet) -> set[str]:
+    """Re-initialise the trunk and heads (and forget the statistics' scaling); returns the state keys reset."""
+    parts = {"trunk": model.trunk, "quality_head": model.quality_head, "artifact_head": model.artifact_head,
+             "intensity_head": model.intensity_head}
+    for part in parts.values():
+        for module in part.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.reset_parameters()
+    reset = {k for k in model.state_dict() if k.split(".")[0] in parts}
+    if model.statistics is not None:
+        reset |= {"statistics_mean", "statistics_scale"}
+    return reset
+
+
 def head_parameters(model: AQSNet) -> list[torch.nn.Parameter]:
     return [p for part in (model.trunk, model.quality_head, model.artifact_head, model.intensity_head)
             for p in part.parameters()]
@@ -136,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=10, help="epochs between log records")
     parser.add_argument("--cache-dir", type=Path, help="keep computed features here (keyed by weights and shards)")
+    parser.add_argument("--fresh-heads", action="store_true",
+                        help="train the trunk and heads from random initialisation (only the backbone and temporal "
+                             "branch come from --init): compares backbones with heads trained on the same data")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -144,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "command.txt").write_text("python -m export.refit_heads " + " ".join(argv if argv is not None else sys.argv[1:]) + "\n")
     model = build_model(args.model)
     fresh = load_matching(model, read_state(args.init), args.init)
+    if args.fresh_heads:
+        fresh = sorted(set(fresh) | reset_heads(model))
     if fresh:
         print(f"initialised afresh (not in {args.init}): {', '.join(fresh)}", file=sys.stderr)
     started = time.monotonic()
@@ -189,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                   **heldout_metrics(model, heldout), "elapsed_s": round(time.monotonic() - started, 1),
                   **({"more_heldout": {d: {k: v for k, v in heldout_metrics(model, h).items() if k != "heldout_auc"}
                                        for d, h in heldouts[1:]}} if len(heldouts) > 1 else {}),
-                  "device": "cpu", "init": str(args.init), "frozen": "backbone, temporal branch"}
+                  "device": "cpu", "init": str(args.init), "frozen": "backbone, temporal branch",
+                  "heads": "fresh" if args.fresh_heads else "from init"}
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()

@@ -44,6 +44,7 @@ from engines.architectures import DEFAULT_KEY_FRAMES, MODEL_NAMES, build_model
 from engines.architectures.statistics import GRAPH_SPATIAL_FRAMES, STATISTICS_COLUMNS
 from engines.classical import extract_features
 from engines.contract import ARTIFACTS, FRAGMENT_GRID, FRAGMENT_SIZE
+from export.export_onnx import read_state
 from export.metrics import artifact_aucs, mean_defined, plcc, srocc
 from export.pretrained import init_backbone, load_lite0_imagenet
 from export.shards import ShardedWindows, memmap_member
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-epochs", type=int, default=1,
                         help="with --crop-fragments: the last N epochs train on the whole mosaic")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--init", type=Path, help="start from these weights (a weights.pt) instead of random ones")
+    parser.add_argument("--init", type=Path, help="start from these weights (a weights.pt or a shipped .safetensors) instead of random ones")
     parser.add_argument("--aqs-loss", type=float, default=0.0, help="weight of the L1 loss on AQS (0: off)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many steps (tests)")
     parser.add_argument("--max-minutes", type=float, default=0.0,
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     start_epoch, elapsed = 0, 0.0
     fresh = list(model.state_dict()) if not args.init else []
     if args.init:
-        fresh = load_matching(model, torch.load(args.init, map_location=device, weights_only=True), args.init)
+        fresh = load_matching(model, read_state(args.init), args.init)
         if fresh:
             print(f"initialised afresh (not in {args.init}): {', '.join(fresh)}", file=sys.stderr)
     if args.resume and (out / "last.pt").exists():

@@ -69,8 +69,10 @@ def read_shard(path: Path) -> dict[str, np.ndarray]:
 LABELS = ("windows", "quality", "presence", "intensity")
 
 
-def split_features(split_dir: Path, cache_dir: Path | None, progress: bool = True) -> dict[str, np.ndarray]:
-    """Features and labels of one split, cached per shard (keyed by shard size, mtime and feature names)."""
+def split_features(split_dir: Path, cache_dir: Path | None, progress: bool = True,
+                   exclude_generators: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """Features and labels of one split, cached per shard (keyed by shard size, mtime and feature names),
+    without the windows any of ``exclude_generators`` made."""
     paths = sorted(split_dir.glob("shard_*.npz"))
     if not paths:
         raise SystemExit(f"no shard_*.npz in {split_dir}")
@@ -93,8 +95,9 @@ def split_features(split_dir: Path, cache_dir: Path | None, progress: bool = Tru
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(cached, **item)
+        keep = _without_generators(path, exclude_generators)
         for k in parts:
-            parts[k].append(item[k])
+            parts[k].append(item[k][keep])
         if progress:
             done = sum(len(q) for q in parts["quality"])
             print(
@@ -107,6 +110,17 @@ def split_features(split_dir: Path, cache_dir: Path | None, progress: bool = Tru
     if progress:
         print(file=sys.stderr)
     return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _without_generators(path: Path, exclude_generators: frozenset[str]) -> np.ndarray:
+    """Row mask of a shard's windows made by none of ``exclude_generators``."""
+    with np.load(path, allow_pickle=False) as npz:
+        tags = npz["degradation"] if "degradation" in npz.files else np.full(len(npz["quality"]), "")
+    if not exclude_generators:
+        return np.ones(len(tags), dtype=bool)
+    from export.build_dataset import tag_generators
+
+    return np.array([not tag_generators(str(tag)) & exclude_generators for tag in tags], dtype=bool)
 
 
 def _cache_key(path: Path) -> str:
@@ -297,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="dataset folder with train/ and heldout/")
     parser.add_argument("--extra-train", type=lambda v: [Path(x) for x in v.split(",") if x], default=[],
                         help="more datasets (comma-separated) whose train/ shards are fitted on too")
+    parser.add_argument("--exclude-generators", type=lambda v: frozenset(g for g in v.split(",") if g), default=frozenset(),
+                        help="comma-separated export.build_dataset.GENERATORS whose windows are left out of training")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model file to write")
     parser.add_argument("--cache", type=Path, default=REPO / "data" / "cache" / "classical", help="feature cache folder")
     parser.add_argument("--no-cache", action="store_true")
@@ -305,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     cache = None if args.no_cache else args.cache
 
     started = time.monotonic()
-    parts = [split_features(d / "train", cache) for d in (args.data, *args.extra_train)]
+    parts = [split_features(d / "train", cache, exclude_generators=args.exclude_generators)
+             for d in (args.data, *args.extra_train)]
     train = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     feature_seconds = time.monotonic() - started
     payload = fit(

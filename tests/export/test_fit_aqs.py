@@ -76,3 +76,16 @@ def test_clean_weight_keeps_excellent_clean_windows_excellent():
     assert lost > 0.05
     assert objective(counted, [group], base, 0.0, 0.0, 1.0) == pytest.approx(objective(counted, [group], base, 0.0, 0.0) + lost)
     assert clean_windows_lost(group["quality"], group) == 0.0
+
+
+def test_every_shard_of_names_the_datasets_it_takes_whole(tmp_path, capsys):
+    from pathlib import Path
+
+    from export.fit_aqs import main, shards_used
+
+    assert shards_used(False, set()) == "calibration shards"
+    assert shards_used(True, {Path("data/v8/dataset")}) == "every training shard"
+    assert shards_used(False, {Path("data/v8/dataset")}) == "calibration shards; every training shard of `data/v8/dataset`"
+    with pytest.raises(SystemExit):
+        main(["--model", str(tmp_path / "m.onnx"), "--data", "data/a", "--every-shard-of", "data/b"])
+    assert "--every-shard-of data/b: not in --data" in capsys.readouterr().err

@@ -81,3 +81,19 @@ def test_camera_section_reports_each_engine():
     lines = camera_section(check)
     assert "| `e` | 0.900 (0.800) | 2/3 |" in lines
     assert camera_section(None) == []
+
+
+def test_heads_comparison_lists_every_split_of_each_backbone(tmp_path):
+    from export.model_card import heads_comparison
+
+    assert heads_comparison(tmp_path) == []
+    for name, srocc in (("b0", 0.8), ("lite0", 0.7)):
+        run = _run(tmp_path / "compare_heads" / name, [
+            {"epoch": 40, "train_windows": 100, "heldout_srocc": srocc, "heldout_mean_auc": 0.9,
+             "more_heldout": {"data/v2/dataset/heldout": {"heldout_srocc": srocc - 0.1, "heldout_mean_auc": 0.85}}}])
+        (run / "command.txt").write_text("python -m export.refit_heads --fresh-heads\n")
+    lines = heads_comparison(tmp_path)
+    assert "| backbone | training windows | first dataset held-out | `data/v2/dataset` held-out |" in lines
+    rows = [line for line in lines if line.startswith("| EfficientNet")]
+    assert rows[0].endswith("| 100 | 0.800 / 0.900 | 0.700 / 0.850 |") and "0.700 / 0.900" in rows[1]
+    assert any("--fresh-heads" in line for line in lines)

@@ -246,6 +246,34 @@ def test_refit_adds_the_classical_statistics_to_a_model_without_them(tmp_path, s
         assert all(torch.isfinite(t).all() for t in model(torch.from_numpy(windows[4:])))
 
 
+def test_fresh_heads_keep_only_the_backbone_and_temporal_branch(tmp_path, sampled_windows):
+    """--fresh-heads trains the trunk and heads from random initialisation and refits the statistics'
+    scaling, so two backbones can be compared with heads trained on the same windows."""
+    from export.refit_heads import main as refit
+
+    windows = sampled_windows(6)
+    write_split(tmp_path / "data" / "train", windows[:4], 0)
+    write_split(tmp_path / "data" / "heldout", windows[4:], 1)
+    torch.manual_seed(7)
+    init = build_model("aqs_effnet_b0")
+    with torch.no_grad():
+        init.quality_head.bias.fill_(3.0)
+        init.statistics_mean.fill_(0.5)
+    torch.save(init.state_dict(), tmp_path / "init.pt")
+    common = ["--model", "aqs_effnet_b0", "--init", str(tmp_path / "init.pt"), "--train", str(tmp_path / "data" / "train"),
+              "--heldout", str(tmp_path / "data" / "heldout"), "--epochs", "1", "--batch-size", "2", "--threads", "2"]
+    assert refit([*common, "--out", str(tmp_path / "kept")]) == 0
+    assert refit([*common, "--out", str(tmp_path / "fresh"), "--fresh-heads"]) == 0
+    kept, fresh = (torch.load(tmp_path / d / "weights.pt", weights_only=True) for d in ("kept", "fresh"))
+    assert float(kept["quality_head.bias"]) == pytest.approx(3.0, abs=0.05)
+    assert abs(float(fresh["quality_head.bias"])) < 1.0
+    assert torch.all(kept["statistics_mean"] == 0.5) and not torch.all(fresh["statistics_mean"] == 0.5)
+    before = init.state_dict()
+    assert all(torch.equal(before[k], fresh[k]) for k in before if k.startswith(("backbone.", "temporal.")))
+    log = json.loads((tmp_path / "fresh" / "log.jsonl").read_text())
+    assert log["heads"] == "fresh"
+
+
 def test_weights_of_another_architecture_are_refused_by_name(tmp_path, sampled_windows):
     from export.refit_heads import main as refit
 

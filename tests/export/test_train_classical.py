@@ -109,6 +109,20 @@ def test_feature_cache_is_reused(dataset, tmp_path):
     np.testing.assert_array_equal(first["features"], second["features"])
 
 
+def test_windows_of_excluded_generators_are_left_out(dataset, tmp_path):
+    with np.load(dataset / "heldout" / "shard_000.npz") as z:
+        arrays = dict(z)
+    tags = np.array(["x264_crf16"] * 3 + ["av1_crf50", "clean", "av1_crf30+ff_noise"] + ["ff_noise"] * 3)
+    split = tmp_path / "train"
+    split.mkdir()
+    np.savez(split / "shard_000.npz", **arrays, degradation=tags)
+    every = train_classical.split_features(split, tmp_path / "cache", progress=False)
+    kept = train_classical.split_features(split, tmp_path / "cache", progress=False,
+                                          exclude_generators=frozenset({"av1"}))
+    assert len(every["quality"]) == 9 and len(kept["quality"]) == 7
+    np.testing.assert_array_equal(kept["features"], np.delete(every["features"], [3, 5], axis=0))
+
+
 def test_calibration_is_monotone(dataset, tmp_path):
     out = tmp_path / classical.MODEL_FILE
     train_classical.main(["--data", str(dataset), "--out", str(out), "--no-cache"])
