@@ -503,7 +503,8 @@ def trained_card(manifest: dict, models_dir: Path, report: dict, runs: Path | No
         w("|---|---|---|---|---|")
         for split in ("train", "heldout"):
             c = counts.get(split, {})
-            w(f"| {split} | {len(splits.get(split, []))} | {c.get('clips_in_shards')} | {c.get('windows_in_shards')} | "
+            with_clips = {m["source"] for m in data.get("clips", []) if m.get("split") == split}
+            w(f"| {split} | {len(with_clips & set(splits.get(split, [])))} | {c.get('clips_in_shards')} | {c.get('windows_in_shards')} | "
               f"{c.get('clean_windows')} |")
         w("")
         w(f"Held-out sources (never used in training): {', '.join(splits.get('heldout', []))}.")

@@ -73,10 +73,13 @@ def _namespace(node: onnx.NodeProto) -> str:
 
 
 def _attachments(graph: onnx.GraphProto, old: list[onnx.NodeProto]) -> tuple[str, str, str]:
-    """The float window, the temporal mix and the old statistics' output tensor of ``graph``."""
+    """The float window, the temporal mix and the old statistics' output tensor of ``graph`` (the one the
+    network standardises with ``statistics_mean``)."""
     produced = {name for node in old for name in node.output}
     used_outside = {name for node in graph.node if node not in old for name in node.input} & produced
-    if len(used_outside) != 1:
+    standardised = {node.input[0] for node in graph.node if node.op_type == "Sub" and node.input[1] == "statistics_mean"}
+    outputs = used_outside & standardised if len(used_outside) > 1 else used_outside
+    if len(outputs) != 1:
         raise ValueError(f"the statistics subgraph should have one output used elsewhere, found {sorted(used_outside)}")
     casts = [n for n in graph.node if n.op_type == "Cast" and n.input[0] == INPUT_NAME]
     weights = {init.name: tuple(init.dims) for init in graph.initializer}
@@ -84,7 +87,23 @@ def _attachments(graph: onnx.GraphProto, old: list[onnx.NodeProto]) -> tuple[str
              and weights[n.input[1]][:2] == (MIXED_CHANNELS, 3 * WINDOW_FRAMES)]
     if len(casts) != 1 or len(mixes) != 1:
         raise ValueError(f"expected one cast of {INPUT_NAME!r} and one temporal mix, found {len(casts)} and {len(mixes)}")
-    return casts[0].output[0], mixes[0].output[0], used_outside.pop()
+    return casts[0].output[0], mixes[0].output[0], outputs.pop()
+
+
+def _only_for_statistics(graph: onnx.GraphProto, old: list[onnx.NodeProto], output: str) -> list[onnx.NodeProto]:
+    """The nodes of ``old`` that nothing but the statistics output needs. A fresh export can share a
+    node of the statistics with the rest of the network (the key-frame selection the backbone also
+    reads): such a node, and what it reads inside the statistics, stays."""
+    ids = {id(n) for n in old}
+    producer = {t: n for n in old for t in n.output}
+    needed = [producer[t] for n in graph.node if id(n) not in ids for t in n.input if t in producer and t != output]
+    shared: set[int] = set()
+    while needed:
+        node = needed.pop()
+        if id(node) not in shared:
+            shared.add(id(node))
+            needed.extend(producer[t] for t in node.input if t in producer)
+    return [n for n in old if id(n) not in shared]
 
 
 def _renamed(sub: onnx.GraphProto, inputs: dict[str, str], output: str) -> tuple[list, list]:
@@ -151,8 +170,8 @@ def statistics_output(graph: onnx.GraphProto) -> str:
 def regraph(model: onnx.ModelProto, sub: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with its statistics subgraph replaced by ``sub`` (from :func:`statistics_graph`)."""
     graph = model.graph
-    old = statistics_nodes(graph)
-    window, mixed, output = _attachments(graph, old)
+    window, mixed, output = _attachments(graph, statistics_nodes(graph))
+    old = _only_for_statistics(graph, statistics_nodes(graph), output)
     nodes, inits = _renamed(sub.graph, {"x": window, "mixed": mixed}, output)
     old_ids = {id(n) for n in old}
     others = [n for n in graph.node if id(n) not in old_ids]
