@@ -112,14 +112,14 @@ def split_features(split_dir: Path, cache_dir: Path | None, progress: bool = Tru
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _without_generators(path: Path, exclude_generators: frozenset[str]) -> np.ndarray:
-    """Row mask of a shard's windows made by none of ``exclude_generators``."""
-    with np.load(path, allow_pickle=False) as npz:
-        tags = npz["degradation"] if "degradation" in npz.files else np.full(len(npz["quality"]), "")
+def _without_generators(path: Path, exclude_generators: frozenset[str]) -> np.ndarray | slice:
+    """Rows of a shard's windows made by none of ``exclude_generators``."""
     if not exclude_generators:
-        return np.ones(len(tags), dtype=bool)
+        return slice(None)
     from export.build_dataset import tag_generators
 
+    with np.load(path, allow_pickle=False) as npz:
+        tags = npz["degradation"] if "degradation" in npz.files else np.full(len(npz["quality"]), "")
     return np.array([not tag_generators(str(tag)) & exclude_generators for tag in tags], dtype=bool)
 
 
