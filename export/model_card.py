@@ -242,27 +242,28 @@ HEADS_COMPARISON_NAMES = {"b0": "EfficientNet-B0 (the default's, trained from ra
 def heads_comparison(runs: Path) -> list[str]:
     """The shipped backbones under trunks and heads trained afresh on the same windows
     (``runs/compare_heads/<name>/log.jsonl``, written by ``export.refit_heads --fresh-heads``)."""
-    rows, command = [], ""
-    for name, title in HEADS_COMPARISON_NAMES.items():
-        path = runs / "compare_heads" / name / "log.jsonl"
-        if not path.exists():
-            continue
-        last = _read_jsonl(path)[-1]
-        more = last.get("more_heldout", {})
-        splits = " | ".join(f"{_f(m.get('heldout_srocc'))} / {_f(m.get('heldout_mean_auc'))}" for m in more.values())
-        rows.append(f"| {title} | {last['train_windows']} | {_f(last.get('heldout_srocc'))} / "
-                    f"{_f(last.get('heldout_mean_auc'))} | {splits} |")
-        command_path = path.parent / "command.txt"
-        command = command or (command_path.read_text().strip() if command_path.exists() else "")
-        header = " | ".join(f"`{Path(split).parent}` held-out" for split in more)
-    if not rows:
+    found = [(title, runs / "compare_heads" / name) for name, title in HEADS_COMPARISON_NAMES.items()
+             if (runs / "compare_heads" / name / "log.jsonl").exists()]
+    if not found:
         return []
+    lasts = [_read_jsonl(folder / "log.jsonl")[-1] for _, folder in found]
+    splits = list(lasts[0].get("more_heldout", {}))  # every run is logged on the same held-out splits
+    command_path = found[0][1] / "command.txt"
+    command = command_path.read_text().strip() if command_path.exists() else ""
+
+    def figures(record: dict) -> str:
+        return f"{_f(record.get('heldout_srocc'))} / {_f(record.get('heldout_mean_auc'))}"
+
+    rows = [f"| {title} | {last['train_windows']} | {figures(last)} | "
+            + " | ".join(figures(last.get("more_heldout", {}).get(split, {})) for split in splits) + " |"
+            for (title, _), last in zip(found, lasts)]
+    header = " | ".join(f"`{Path(split).parent}` held-out" for split in splits)
     return ["### Backbones compared with heads trained on the same windows", "",
             "Each shipped file's backbone and temporal branch, frozen, under a trunk and heads trained from random "
             f"initialisation on the same windows (`{command}`, the model and init changed); quality SROCC / mean "
             "artifact AUC against VMAF on each held-out split, fp32 in torch.", "",
             f"| backbone | training windows | first dataset held-out | {header} |",
-            "|---|---|---|" + "---|" * len(more), *rows, ""]
+            "|---|---|---|" + "---|" * len(splits), *rows, ""]
 
 
 def aqs_fit_section(models_dir: Path) -> list[str]:

@@ -111,23 +111,23 @@ def heldout_metrics(model: AQSNet, data: dict[str, np.ndarray]) -> dict:
     return outputs_metrics(*outputs, target=data["quality"], presence=data["presence"])
 
 
+HEAD_PARTS = ("trunk", "quality_head", "artifact_head", "intensity_head")  # what a refit trains
+
+
 def reset_heads(model: AQSNet) -> set[str]:
     """Re-initialise the trunk and heads (and forget the statistics' scaling); returns the state keys reset."""
-    parts = {"trunk": model.trunk, "quality_head": model.quality_head, "artifact_head": model.artifact_head,
-             "intensity_head": model.intensity_head}
-    for part in parts.values():
-        for module in part.modules():
+    for part in HEAD_PARTS:
+        for module in getattr(model, part).modules():
             if isinstance(module, torch.nn.Linear):
                 module.reset_parameters()
-    reset = {k for k in model.state_dict() if k.split(".")[0] in parts}
+    reset = {k for k in model.state_dict() if k.split(".")[0] in HEAD_PARTS}
     if model.statistics is not None:
         reset |= {"statistics_mean", "statistics_scale"}
     return reset
 
 
 def head_parameters(model: AQSNet) -> list[torch.nn.Parameter]:
-    return [p for part in (model.trunk, model.quality_head, model.artifact_head, model.intensity_head)
-            for p in part.parameters()]
+    return [p for part in HEAD_PARTS for p in getattr(model, part).parameters()]
 
 
 def main(argv: list[str] | None = None) -> int:

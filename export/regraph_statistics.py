@@ -170,8 +170,9 @@ def statistics_output(graph: onnx.GraphProto) -> str:
 def regraph(model: onnx.ModelProto, sub: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with its statistics subgraph replaced by ``sub`` (from :func:`statistics_graph`)."""
     graph = model.graph
-    window, mixed, output = _attachments(graph, statistics_nodes(graph))
-    old = _only_for_statistics(graph, statistics_nodes(graph), output)
+    statistics = statistics_nodes(graph)
+    window, mixed, output = _attachments(graph, statistics)
+    old = _only_for_statistics(graph, statistics, output)
     nodes, inits = _renamed(sub.graph, {"x": window, "mixed": mixed}, output)
     old_ids = {id(n) for n in old}
     others = [n for n in graph.node if id(n) not in old_ids]
