@@ -237,6 +237,17 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float, backbone_lr_sc
             for (in_backbone, decays), params in sorted(groups.items())]
 
 
+def train_mode(model: torch.nn.Module, freeze_norm: bool = False) -> None:
+    """``model.train()``; with ``freeze_norm`` the batch-norm layers stay in eval mode, so a fine-tune
+    starts from exactly the function it was given (small batches of crops would otherwise replace the
+    running statistics the heads were fitted on); their scales and shifts still train."""
+    model.train()
+    if freeze_norm:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
 def lr_at(progress: float, peak: float, warmup: float) -> float:
     """Linear warm-up over the first ``warmup`` epochs-fraction, then cosine to 2% of peak."""
     if progress < warmup:
@@ -275,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --crop-fragments: the last N epochs train on the whole mosaic")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--init", type=Path, help="start from these weights (a weights.pt or a shipped .safetensors) instead of random ones")
+    parser.add_argument("--freeze-norm", action="store_true",
+                        help="keep every batch-norm layer's running statistics as initialised (fine-tuning with --init)")
     parser.add_argument("--aqs-loss", type=float, default=0.0, help="weight of the L1 loss on AQS (0: off)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many steps (tests)")
     parser.add_argument("--max-minutes", type=float, default=0.0,
@@ -335,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = len(order) // args.batch_size
         if args.max_steps:
             steps = min(steps, args.max_steps)
-        model.train()
+        train_mode(model, freeze_norm=args.freeze_norm)
         totals: dict[str, float] = {}
         bar = tqdm(range(steps), desc=f"{args.model} epoch {epoch + 1}/{args.epochs}", unit="batch",
                    mininterval=5.0 if sys.stderr.isatty() else 60.0, dynamic_ncols=True)
@@ -372,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             record["init"] = str(args.init)
         if args.pretrained:
             record["pretrained"] = str(args.pretrained)
+        if args.freeze_norm:
+            record["freeze_norm"] = True
         if args.exclude_generators:
             record["excluded_generators"] = sorted(args.exclude_generators)
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,

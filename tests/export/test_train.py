@@ -156,6 +156,29 @@ def test_train_starts_from_init_weights(tmp_path, sampled_windows):
     assert "heldout_aqs_srocc" in log and "heldout_clean_aqs" in log
 
 
+def test_freeze_norm_keeps_running_statistics_while_weights_train(tmp_path, sampled_windows):
+    windows = sampled_windows(4)
+    write_split(tmp_path / "data" / "train", windows[:2], 0)
+    write_split(tmp_path / "data" / "heldout", windows[2:], 1)
+    torch.manual_seed(7)
+    torch.save(build_model("aqs_mnv3_small").state_dict(), tmp_path / "init.pt")
+    start = torch.load(tmp_path / "init.pt", weights_only=True)
+    common = ["--model", "aqs_mnv3_small", "--data", str(tmp_path / "data"), "--batch-size", "2", "--max-steps", "1",
+              "--threads", "2", "--epochs", "1", "--lr", "1e-3", "--warmup", "0", "--init", str(tmp_path / "init.pt")]
+    runs = {}
+    for name, extra in (("frozen", ["--freeze-norm"]), ("free", [])):
+        assert main([*common, *extra, "--runs", str(tmp_path / name)]) == 0
+        runs[name] = torch.load(tmp_path / name / "aqs_mnv3_small" / "weights.pt", weights_only=True)
+    statistics = [k for k in start if k.endswith(("running_mean", "running_var"))]
+    assert statistics
+    assert all(torch.equal(runs["frozen"][k], start[k]) for k in statistics)
+    assert any(not torch.equal(runs["free"][k], start[k]) for k in statistics)
+    norm_scales = [k[: -len("running_mean")] + "weight" for k in statistics if k.endswith("running_mean")]
+    assert any(not torch.equal(runs["frozen"][k], start[k]) for k in norm_scales), "the norms' scales still train"
+    log = json.loads((tmp_path / "frozen" / "aqs_mnv3_small" / "log.jsonl").read_text().splitlines()[0])
+    assert log["freeze_norm"] is True
+
+
 def test_refit_heads_trains_only_the_trunk_and_heads(tmp_path, sampled_windows):
     from export.refit_heads import main as refit
 
