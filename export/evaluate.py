@@ -161,9 +161,10 @@ def detector_aucs(peers: dict[str, np.ndarray], presence: np.ndarray) -> dict[st
             for name, artifacts in DETECTOR_ARTIFACTS.items()}
 
 
-def score_files(files: list[Path], engine: str) -> list[dict]:
-    """``vqa-monitor score --json`` on files, exactly as a user runs it."""
-    cmd = [sys.executable, "-m", "monitor", "score", "--json", "--engine", engine, *map(str, files)]
+def score_files(files: list[Path], engine: str, models: Path = MODELS) -> list[dict]:
+    """``vqa-monitor score --json`` on files, exactly as a user runs it (with the model files in ``models``)."""
+    cmd = [sys.executable, "-m", "monitor", "score", "--json", "--engine", engine, "--model-dir", str(models),
+           *map(str, files)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if not results:
@@ -183,7 +184,8 @@ def spread_over_sources(manifest: dict, limit: int = 0) -> list[str]:
     return ordered[:limit] if limit else ordered
 
 
-def clean_and_crf46(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
+def clean_and_crf46(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path,
+                    models: Path = MODELS) -> dict:
     """Held-out clean references and their x264 CRF 46 encodes, scored by ``vqa-monitor score``."""
     from export.degrade import decode_rgb, encode
     from export.vmaf import vmaf_frames
@@ -200,8 +202,8 @@ def clean_and_crf46(manifest: dict, data_dir: Path, engines: list[str], limit: i
     report: dict = {"clips": [{"reference": str(r.relative_to(REPO)) if r.is_relative_to(REPO) else str(r),
                                "crf46_vmaf": v} for r, _, v in pairs]}
     for engine in engines:
-        clean = score_files([p[0] for p in pairs], engine)
-        bad = score_files([p[1] for p in pairs], engine)
+        clean = score_files([p[0] for p in pairs], engine, models)
+        bad = score_files([p[1] for p in pairs], engine, models)
         for entry, c, b in zip(report["clips"], clean, bad):
             entry[engine] = {"clean_aqs": c["aqs"], "crf46_aqs": b["aqs"], "engine": c.get("engine"),
                              "crf46_artifacts": {k: round(v, 3) for k, v in b["artifacts"].items() if v >= 0.3}}
@@ -216,7 +218,8 @@ def clean_and_crf46(manifest: dict, data_dir: Path, engines: list[str], limit: i
     return report
 
 
-def _clean_looks(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path, key: str, look) -> dict:
+def _clean_looks(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path, key: str, look,
+                 models: Path = MODELS) -> dict:
     """The held-out references changed by ``look(i, frames) -> (frames, spec, tag)`` (content that is
     still clean), written lossless and scored by ``vqa-monitor score``; ``spec`` is recorded under ``key``."""
     from export.degrade import decode_rgb
@@ -233,7 +236,7 @@ def _clean_looks(manifest: dict, data_dir: Path, engines: list[str], limit: int,
     report: dict = {"clips": [{"reference": str(r.relative_to(REPO)) if r.is_relative_to(REPO) else str(r), key: g}
                               for r, g in looks]}
     for engine in engines:
-        scored = score_files(files, engine)
+        scored = score_files(files, engine, models)
         for entry, c in zip(report["clips"], scored):
             entry[engine] = {"aqs": c["aqs"], "artifacts": {k: round(v, 3) for k, v in c["artifacts"].items() if v >= 0.3}}
         aqs = np.array([c["aqs"] for c in scored])
@@ -242,7 +245,8 @@ def _clean_looks(manifest: dict, data_dir: Path, engines: list[str], limit: int,
     return report
 
 
-def graded_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
+def graded_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path,
+                 models: Path = MODELS) -> dict:
     """The same held-out references made monochrome or tinted (``references.grade``, in turn), scored as
     clean content: a toned or black-and-white picture is not a saturation fault."""
     from export.references import grade, grade_tag
@@ -251,7 +255,7 @@ def graded_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int,
         spec = {"kind": "mono"} if i % 2 == 0 else {"kind": "tint", "hue": (47 * i) % 360, "amount": 0.3}
         return grade(frames, spec), spec, grade_tag(spec)
 
-    return _clean_looks(manifest, data_dir, engines, limit, work, "grade", look)
+    return _clean_looks(manifest, data_dir, engines, limit, work, "grade", look, models)
 
 
 CAMERA_CHECK_OPTICS = ("none", "soft", "sharp")
@@ -272,7 +276,8 @@ def camera_spec(i: int) -> dict:
             "jpeg": CAMERA_CHECK_JPEG[(i // 3) % 3]}
 
 
-def camera_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
+def camera_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path,
+                 models: Path = MODELS) -> dict:
     """The same held-out references as a camera delivers them (``references.camera``: sensor noise,
     lens softness or sharpening, light JPEG), scored as clean content."""
     from export.references import camera, camera_tag
@@ -281,7 +286,7 @@ def camera_clean(manifest: dict, data_dir: Path, engines: list[str], limit: int,
         spec = camera_spec(i)
         return camera(frames, spec, range(len(frames))), spec, camera_tag(spec)
 
-    return _clean_looks(manifest, data_dir, engines, limit, work, "camera", look)
+    return _clean_looks(manifest, data_dir, engines, limit, work, "camera", look, models)
 
 
 def generator_families(models: dict[str, Path], data: dict[str, np.ndarray], threads: int) -> dict:
@@ -328,7 +333,8 @@ CRF_LADDER = (18, 26, 34, 42, 46, 51)
 MONOTONE_TOLERANCE = 0.02  # an AQS step up smaller than this along the ladder still counts as monotone
 
 
-def crf_ladder(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path) -> dict:
+def crf_ladder(manifest: dict, data_dir: Path, engines: list[str], limit: int, work: Path,
+               models: Path = MODELS) -> dict:
     """Each held-out reference encoded by x264 at every CRF of :data:`CRF_LADDER`, scored by
     ``vqa-monitor score``: is AQS non-increasing along the ladder, as VMAF is?"""
     from export.degrade import decode_rgb, encode
@@ -346,7 +352,7 @@ def crf_ladder(manifest: dict, data_dir: Path, engines: list[str], limit: int, w
     report: dict = {"ladder": list(CRF_LADDER), "tolerance": MONOTONE_TOLERANCE, "references": len(refs),
                     "vmaf_mean": [float(np.mean(vmaf[i::n])) for i in range(n)]}
     for engine in engines:
-        scores = np.array([r["aqs"] for r in score_files(files, engine)]).reshape(len(refs), n)
+        scores = np.array([r["aqs"] for r in score_files(files, engine, models)]).reshape(len(refs), n)
         steps = np.diff(scores, axis=1)
         report[engine] = {"aqs_mean": scores.mean(0).round(4).tolist(),
                           "monotone": int((steps <= MONOTONE_TOLERANCE).all(1).sum()),
@@ -370,7 +376,8 @@ def split_reports(models: dict[str, Path], more_heldout: list[Path], generators_
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset")
-    parser.add_argument("--models", type=Path, default=MODELS)
+    parser.add_argument("--models", type=Path, default=MODELS,
+                        help="model directory for every measurement, the real-file checks included (default: the shipped one)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "evaluation.json")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--engines", default="onnxruntime:aqs_effnet_b0,onnxruntime:aqs_mnv3_small,classical",
@@ -393,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         report.update(split_reports(models, args.more_heldout, args.generators_data, args.threads))
         manifest = json.loads((args.data / "manifest.json").read_text())
         with tempfile.TemporaryDirectory() as tmp:
-            report["camera_clean"] = camera_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
+            report["camera_clean"] = camera_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp), args.models)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         return 0
     data = load_heldout(args.data / "heldout")
@@ -415,10 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         }
     report.update(split_reports(models, args.more_heldout, args.generators_data, args.threads))
     with tempfile.TemporaryDirectory() as tmp:
-        report["crf_ladder"] = crf_ladder(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
-        report["clean_vs_crf46"] = clean_and_crf46(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
-        report["graded_clean"] = graded_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
-        report["camera_clean"] = camera_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp))
+        report["crf_ladder"] = crf_ladder(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp), args.models)
+        report["clean_vs_crf46"] = clean_and_crf46(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp), args.models)
+        report["graded_clean"] = graded_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp), args.models)
+        report["camera_clean"] = camera_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp), args.models)
     report["seconds"] = round(time.time() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
