@@ -373,6 +373,12 @@ def split_reports(models: dict[str, Path], more_heldout: list[Path], generators_
     return out
 
 
+def real_file_inputs(args: argparse.Namespace, manifest: dict, work: Path) -> tuple:
+    """The arguments every real-file check (``crf_ladder``, ``clean_and_crf46``, ``graded_clean``,
+    ``camera_clean``) takes, from the command line: encodes go to ``work``."""
+    return manifest, args.data, args.engines.split(","), args.clean_clips, work, args.models
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "dataset")
@@ -400,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         report.update(split_reports(models, args.more_heldout, args.generators_data, args.threads))
         manifest = json.loads((args.data / "manifest.json").read_text())
         with tempfile.TemporaryDirectory() as tmp:
-            report["camera_clean"] = camera_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp), args.models)
+            report["camera_clean"] = camera_clean(*real_file_inputs(args, manifest, Path(tmp)))
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         return 0
     data = load_heldout(args.data / "heldout")
@@ -422,10 +428,11 @@ def main(argv: list[str] | None = None) -> int:
         }
     report.update(split_reports(models, args.more_heldout, args.generators_data, args.threads))
     with tempfile.TemporaryDirectory() as tmp:
-        report["crf_ladder"] = crf_ladder(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp), args.models)
-        report["clean_vs_crf46"] = clean_and_crf46(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp), args.models)
-        report["graded_clean"] = graded_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp), args.models)
-        report["camera_clean"] = camera_clean(manifest, args.data, args.engines.split(","), args.clean_clips, Path(tmp), args.models)
+        inputs = real_file_inputs(args, manifest, Path(tmp))
+        report["crf_ladder"] = crf_ladder(*inputs)
+        report["clean_vs_crf46"] = clean_and_crf46(*inputs)
+        report["graded_clean"] = graded_clean(*inputs)
+        report["camera_clean"] = camera_clean(*inputs)
     report["seconds"] = round(time.time() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
